@@ -1,0 +1,48 @@
+# Two commands on a fresh machine:  make demo  |  make test
+# Everything installs into .venv; torch (when present) is pinned to the CPU build 2.13.0 and
+# installed first, so nothing can pull CUDA wheels.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PIP     := $(BIN)/pip --disable-pip-version-check -q
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	@command -v $(PY) >/dev/null 2>&1 || { echo "make: $(PY) not found (Python 3.11 is required)" >&2; exit 1; }
+	$(PY) -m venv $(VENV)
+
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
+	@echo ">> installing into $(VENV) (torch 2.13.0 CPU first, then the project)" >&2
+	$(PIP) install "torch==2.13.0"
+	$(PIP) install "torch==2.13.0" -e ".[dev]"
+	$(PIP) install --no-deps "silero-vad==6.2.3"
+	@! $(BIN)/pip list 2>/dev/null | grep -iE '^(nvidia-|triton )' || { echo "make: CUDA packages were pulled in" >&2; exit 1; }
+	$(BIN)/assist models prepare
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/assist demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest -q -ra
+
+test: lint typecheck pytest
+
+bench: install
+	$(BIN)/python bench/asr_stream.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

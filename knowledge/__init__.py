@@ -1,0 +1,1 @@
+"""Knowledge base: snippet store, embeddings and vector search. (Built by the knowledge issue.)"""

@@ -1,0 +1,83 @@
+"""Models and worker threads shared by every call in the process.
+
+Each model is loaded once per process (``load_whisper`` / ``load_vad`` are cached) and lazily,
+on the first call that needs it. Model calls run in the engine's thread pool, never on the
+event loop; CTranslate2 and onnxruntime release the GIL while they work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from models.registry import resolve_model
+from sidecar.asr import DecodeOptions, Recognizer, WhisperRecognizer
+from sidecar.errors import ModelNotFoundError
+from sidecar.settings import AsrSettings, Settings
+from sidecar.vad import SileroVad
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@cache
+def load_whisper(path: Path, device: str, compute_type: str, cpu_threads: int, workers: int) -> Any:
+    """A faster-whisper ``WhisperModel``, once per process and configuration."""
+    from faster_whisper import WhisperModel
+
+    log.info("loading whisper model", extra={"model_path": str(path), "device": device})
+    try:
+        model = WhisperModel(
+            str(path), device=device, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=workers
+        )
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ModelNotFoundError(f"cannot load the Whisper model at {path}: {exc}") from None
+    return model
+
+
+@cache
+def load_vad(path: Path) -> SileroVad:
+    try:
+        return SileroVad(path)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelNotFoundError(f"cannot load the VAD model at {path}: {exc}") from None
+
+
+class SpeechEngine:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self._pool = ThreadPoolExecutor(max_workers=self.settings.asr.workers, thread_name_prefix="asr")
+        self._recognizers: dict[str, Recognizer] = {}
+
+    @property
+    def vad(self) -> SileroVad:
+        return load_vad(resolve_model("vad"))
+
+    def model_key(self, lang: str) -> str:
+        return self.settings.asr.english_model if lang == "en" else "asr-multilingual"
+
+    def recognizer(self, lang: str) -> Recognizer:
+        """English: the configured English model; ``zh`` and ``auto``: the multilingual one."""
+        key = self.model_key(lang)
+        recognizer = self._recognizers.get(key)
+        if recognizer is None:
+            a: AsrSettings = self.settings.asr
+            model = load_whisper(resolve_model(key), a.device, a.compute_type, a.cpu_threads, a.workers)
+            recognizer = self._recognizers[key] = WhisperRecognizer(model, DecodeOptions(beam_size=a.beam_size))
+        return recognizer
+
+    def preload(self, lang: str) -> None:
+        """Load what a call in ``lang`` needs now, so the first segment does not wait for it."""
+        _ = self.vad
+        self.recognizer(lang)
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

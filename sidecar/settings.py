@@ -1,0 +1,94 @@
+"""Process settings from the environment (``ASSIST_*``), validated once at start-up.
+
+Model *paths* are overridden per model in ``models.registry`` (``ASSIST_ASR_EN_MODEL`` ...);
+these are the knobs for how models run and how the stream behaves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sidecar.errors import ConfigError
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default).strip() or default
+
+
+def _int(name: str, default: int, lo: int, hi: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected an integer") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value}: expected {lo}..{hi}")
+    return value
+
+
+def _float(name: str, default: float, lo: float, hi: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value}: expected {lo}..{hi}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AsrSettings:
+    device: str = "cpu"  # "cuda" on a GPU worker
+    compute_type: str = "int8"  # "float16" / "int8_float16" on GPU
+    cpu_threads: int = 2
+    workers: int = 1  # concurrent decodes (threads in the pool, and CTranslate2 workers)
+    beam_size: int = 1
+    english_model: Literal["asr-en", "asr-multilingual"] = "asr-en"
+
+    @classmethod
+    def from_env(cls) -> AsrSettings:
+        english = _env("ASSIST_ASR_ENGLISH", "asr-en")
+        if english not in ("asr-en", "asr-multilingual"):
+            raise ConfigError(f"ASSIST_ASR_ENGLISH={english!r}: expected asr-en or asr-multilingual")
+        return cls(
+            device=_env("ASSIST_ASR_DEVICE", "cpu"),
+            compute_type=_env("ASSIST_ASR_COMPUTE_TYPE", "int8"),
+            cpu_threads=_int("ASSIST_ASR_THREADS", min(2, os.cpu_count() or 1), 1, 64),
+            workers=_int("ASSIST_ASR_WORKERS", 1, 1, 64),
+            beam_size=_int("ASSIST_ASR_BEAM", 1, 1, 10),
+            english_model="asr-en" if english == "asr-en" else "asr-multilingual",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    partial_interval_s: float = 1.0  # decode the open segment after this much new speech
+    first_partial_s: float = 0.6  # ... but not before the segment is this long
+    max_segment_s: float = 15.0  # longer speech is finalised in pieces
+    vad_min_silence_s: float = 0.3  # end-of-segment hangover
+    queue_s: float = 10.0  # audio a channel may buffer before the drop policy applies
+    prompt_words: int = 24  # the channel's last final words, given to the decoder as context
+
+    @classmethod
+    def from_env(cls) -> StreamSettings:
+        return cls(
+            partial_interval_s=_float("ASSIST_PARTIAL_INTERVAL_S", 1.0, 0.2, 10.0),
+            first_partial_s=_float("ASSIST_FIRST_PARTIAL_S", 0.6, 0.1, 10.0),
+            max_segment_s=_float("ASSIST_MAX_SEGMENT_S", 15.0, 3.0, 28.0),
+            vad_min_silence_s=_float("ASSIST_VAD_MIN_SILENCE_S", 0.3, 0.05, 3.0),
+            queue_s=_float("ASSIST_QUEUE_S", 10.0, 1.0, 600.0),
+            prompt_words=_int("ASSIST_PROMPT_WORDS", 24, 0, 100),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(asr=AsrSettings.from_env(), stream=StreamSettings.from_env())

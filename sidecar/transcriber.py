@@ -1,0 +1,268 @@
+"""One channel's streaming recogniser: frames in, ``transcript.*`` events out.
+
+The thin async shell around pure cores: ``SpeechSegmenter`` (VAD state machine) decides where
+speech starts and ends; ``LocalAgreement`` decides which words are stable; the recogniser runs
+in the engine's worker threads. Partials are decoded every ``partial_interval_s`` of speech
+(skipped, and counted, while the channel's input backlog says we are behind: the next one
+catches up); finals are never skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+import numpy as np
+
+from sidecar.asr import Hypothesis, Recognizer
+from sidecar.audio import PIPELINE_RATE, Float32, to_float
+from sidecar.commit import LocalAgreement, join_words
+from sidecar.events import Channel, Event, Prosody, TranscriptFinal, TranscriptPartial, Word
+from sidecar.frames import AudioFrame
+from sidecar.prosody import measure_prosody
+from sidecar.settings import StreamSettings
+from sidecar.vad import FRAME_S, FRAME_SAMPLES, SpeechEnd, SpeechSegmenter, SpeechStart, VadConfig, VadStream
+
+T = TypeVar("T")
+RunBlocking = Callable[[Callable[[], T]], Awaitable[T]]
+Emit = Callable[[Event], Awaitable[object]]
+
+_MAX_BACKLOG_S = 0.5  # skip a partial decode while more input than this waits
+_MAX_GAP_S = 60.0  # a longer hole in a live stream is not filled with silence
+_MIN_SPLIT_S = 3.0  # a long segment is split at a committed word at least this far in
+
+
+class CallLanguage:
+    """The language a call is decoded in: fixed (``en``, ``zh``) or detected once (``auto``)."""
+
+    def __init__(self, requested: str) -> None:
+        self.requested = requested
+        self.detected: str | None = None
+
+    @property
+    def decode_as(self) -> str | None:
+        return self.requested if self.requested != "auto" else self.detected
+
+    @property
+    def label(self) -> str:
+        return self.decode_as or "und"
+
+
+@dataclass(slots=True)
+class ChannelStats:
+    audio_s: float = 0.0
+    segments: int = 0
+    partials: int = 0
+    finals: int = 0
+    skipped_partials: int = 0
+    decode_s: list[float] = field(default_factory=list)
+    partial_decode_s: list[float] = field(default_factory=list)
+
+
+class ChannelTranscriber:
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        channel: Channel,
+        vad: VadStream,
+        recognizer: Recognizer,
+        run_blocking: RunBlocking[tuple[Hypothesis, Prosody | None]],
+        emit: Emit,
+        language: CallLanguage,
+        settings: StreamSettings,
+    ) -> None:
+        self.call_id = call_id
+        self.channel = channel
+        self.stats = ChannelStats()
+        self._vad = vad
+        self._recognizer = recognizer
+        self._run = run_blocking
+        self._emit = emit
+        self._language = language
+        self._settings = settings
+        self._segmenter = SpeechSegmenter(VadConfig(min_silence_s=settings.vad_min_silence_s))
+        self._agreement = LocalAgreement()
+        self._origin: float | None = None  # call time of this channel's first sample
+        self._pending = np.zeros(0, dtype=np.int16)  # samples short of a VAD frame
+        self._frames_seen = 0
+        self._buffer: list[Float32] = []  # VAD frames kept: the open segment, or pre-roll
+        self._buffer_t0 = 0.0
+        self._segment = 0
+        self._seg_start = 0.0
+        self._since_decode = 0.0
+        self._decoded_in_segment = False
+        self._last_partial = ""
+        self._context: list[str] = []  # recent final text of this channel: the decoder's prompt
+
+    # ---- input -------------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        """Call time at the end of the audio this channel has analysed."""
+        return (self._origin or 0.0) + self._frames_seen * FRAME_S
+
+    async def feed(self, frame: AudioFrame, backlog_s: float = 0.0) -> None:
+        if self._origin is None:
+            self._origin = frame.t0
+            self._buffer_t0 = frame.t0
+        expected = self.now + self._pending.size / PIPELINE_RATE
+        gap = frame.t0 - expected
+        parts = [self._pending]
+        if 0.005 < gap <= _MAX_GAP_S:  # frames lost upstream: keep call time right
+            parts.append(np.zeros(round(gap * PIPELINE_RATE), dtype=np.int16))
+        parts.append(frame.pcm)
+        samples = np.concatenate(parts)
+        self.stats.audio_s += frame.pcm.size / PIPELINE_RATE
+        usable = samples.size - samples.size % FRAME_SAMPLES
+        for start in range(0, usable, FRAME_SAMPLES):
+            await self._on_frame(to_float(samples[start : start + FRAME_SAMPLES]), backlog_s)
+        self._pending = samples[usable:]
+
+    async def finish(self) -> None:
+        """End of input: finalise an open segment."""
+        end = self._segmenter.flush()
+        if end is not None:
+            await self._close_segment(self._at(end.t_end), end.keep)
+
+    # ---- per VAD frame -----------------------------------------------------------------
+
+    def _at(self, segmenter_t: float) -> float:
+        return (self._origin or 0.0) + segmenter_t
+
+    async def _on_frame(self, frame: Float32, backlog_s: float) -> None:
+        prob = self._vad.probability(frame)
+        self._buffer.append(frame)
+        self._frames_seen += 1
+        transition = self._segmenter.feed(prob)
+        if isinstance(transition, SpeechStart):
+            self._open_segment(self._at(transition.t))
+        elif isinstance(transition, SpeechEnd):
+            await self._close_segment(self._at(transition.t_end), transition.keep)
+        elif self._segmenter.in_speech:
+            self._since_decode += FRAME_S
+            if self.now - self._seg_start >= self._settings.max_segment_s:
+                await self._split_segment()
+            elif self._partial_due():
+                if backlog_s > _MAX_BACKLOG_S:
+                    self.stats.skipped_partials += 1
+                else:
+                    await self._partial()
+        else:
+            self._drop_before(self.now - 0.5)  # keep a little pre-roll
+
+    def _partial_due(self) -> bool:
+        s = self._settings
+        wait = s.partial_interval_s if self._decoded_in_segment else s.first_partial_s
+        return self._since_decode >= wait
+
+    # ---- segments ----------------------------------------------------------------------
+
+    def _open_segment(self, t: float) -> None:
+        self._segment += 1
+        self.stats.segments += 1
+        self._seg_start = max(t, self._buffer_t0)
+        self._drop_before(self._seg_start)
+        self._since_decode = 0.0
+        self._decoded_in_segment = False
+        self._last_partial = ""
+        self._agreement.reset()
+
+    async def _partial(self) -> None:
+        end = self.now
+        hyp, _ = await self._decode(self._audio(self._seg_start, end), with_prosody=False)
+        self.stats.partial_decode_s.append(hyp.decode_s)
+        self._since_decode = 0.0
+        self._decoded_in_segment = True
+        agreement = self._agreement.insert(self._shift(hyp.words, self._seg_start))
+        words = agreement.stable + agreement.tentative
+        text = join_words(words, hyp.lang)
+        if not text or text == self._last_partial:
+            return
+        self._last_partial = text
+        self.stats.partials += 1
+        payload = TranscriptPartial(
+            text=text,
+            stable_text=join_words(agreement.stable, hyp.lang),
+            words=words,
+            lang=hyp.lang,
+            segment=self._segment,
+        )
+        await self._emit(Event("transcript.partial", self.call_id, self.channel, self._seg_start, end, payload))
+
+    async def _close_segment(self, t_end: float, keep: bool) -> None:
+        t_end = max(t_end, self._seg_start)
+        if keep:
+            await self._final(self._seg_start, t_end)
+        elif self._last_partial:  # a partial was shown: close it, empty
+            await self._emit_final(self._seg_start, t_end, (), self._language.label, None)
+        self._drop_before(t_end)
+
+    async def _split_segment(self) -> None:
+        """Speech longer than ``max_segment_s``: finalise up to the last committed word."""
+        committed = self._agreement.committed
+        cut = self.now
+        if committed and committed[-1].t_end - self._seg_start >= _MIN_SPLIT_S:
+            cut = committed[-1].t_end
+        await self._final(self._seg_start, cut)
+        self._segmenter.cut(cut - (self._origin or 0.0))
+        self._open_segment(cut)
+        self._since_decode = self.now - cut
+
+    async def _final(self, start: float, end: float) -> None:
+        audio = self._audio(start, end)
+        if audio.size < FRAME_SAMPLES:
+            return
+        hyp, prosody = await self._decode(audio, with_prosody=True)
+        if self._language.requested == "auto" and self._language.detected is None and hyp.words:
+            self._language.detected = hyp.lang
+        words = self._shift(hyp.words, start)
+        if not words and not self._last_partial:
+            return  # noise the VAD took for speech, and nothing was shown for it
+        if words and self._settings.prompt_words:
+            self._context = (self._context + [w.text for w in words])[-self._settings.prompt_words :]
+        if prosody is not None and words:
+            prosody = replace(prosody, words_per_s=len(words) / max(prosody.duration_s, 1e-3))
+        await self._emit_final(start, end, words, hyp.lang, prosody)
+
+    async def _emit_final(
+        self, start: float, end: float, words: tuple[Word, ...], lang: str, prosody: Prosody | None
+    ) -> None:
+        self.stats.finals += 1
+        payload = TranscriptFinal(join_words(words, lang), words, lang, self._segment, prosody)
+        await self._emit(Event("transcript.final", self.call_id, self.channel, start, end, payload))
+        self._last_partial = ""
+
+    async def _decode(self, audio: Float32, with_prosody: bool) -> tuple[Hypothesis, Prosody | None]:
+        recognizer, lang = self._recognizer, self._language.decode_as
+        sep = "" if lang == "zh" else " "
+        prompt = sep.join(self._context) or None
+
+        def work() -> tuple[Hypothesis, Prosody | None]:
+            hyp = recognizer.recognize(audio, lang=lang, prompt=prompt)
+            return hyp, measure_prosody(audio) if with_prosody else None
+
+        hyp, prosody = await self._run(work)
+        self.stats.decode_s.append(hyp.decode_s)
+        return hyp, prosody
+
+    # ---- audio buffer ------------------------------------------------------------------
+
+    @staticmethod
+    def _shift(words: tuple[Word, ...], offset: float) -> tuple[Word, ...]:
+        return tuple(replace(w, t_start=w.t_start + offset, t_end=w.t_end + offset) for w in words)
+
+    def _drop_before(self, t: float) -> None:
+        drop = int((t - self._buffer_t0) / FRAME_S)
+        if drop > 0:
+            del self._buffer[:drop]
+            self._buffer_t0 += drop * FRAME_S
+
+    def _audio(self, start: float, end: float) -> Float32:
+        if not self._buffer:
+            return np.zeros(0, dtype=np.float32)
+        joined = np.concatenate(self._buffer)
+        lo = max(0, round((start - self._buffer_t0) * PIPELINE_RATE))
+        hi = max(lo, round((end - self._buffer_t0) * PIPELINE_RATE))
+        return joined[lo:hi]

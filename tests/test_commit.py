@@ -1,0 +1,81 @@
+"""The local-agreement commit policy, as a pure core, on word lists."""
+
+import pytest
+
+from sidecar.commit import LocalAgreement, common_prefix_len, join_words, normalize
+from sidecar.events import Word
+
+pytestmark = pytest.mark.unit
+
+
+def words(text: str, start: float = 0.0, step: float = 0.3) -> list[Word]:
+    return [Word(w, start + i * step, start + (i + 1) * step) for i, w in enumerate(text.split())]
+
+
+def texts(ws) -> str:
+    return " ".join(w.text for w in ws)
+
+
+def test_first_hypothesis_commits_nothing():
+    la = LocalAgreement()
+    a = la.insert(words("thanks for calling"))
+    assert a.stable == ()
+    assert texts(a.tentative) == "thanks for calling"
+
+
+@pytest.mark.parametrize(
+    ("hypotheses", "stable"),
+    [
+        (["thanks for", "thanks for calling"], "thanks for"),
+        (["thanks four", "thanks for calling"], "thanks"),
+        (["hello", "goodbye"], ""),
+        (["a b c", "a b c d", "a b c d e"], "a b c d"),
+        # committed words never retract; the next word commits when two hypotheses agree on it
+        (["the order", "the order is", "the border is late"], "the order is"),
+        # case and punctuation do not matter; the newest spelling is kept
+        (["Monday.", "monday, and"], "monday,"),
+    ],
+)
+def test_commits_the_longest_common_prefix_of_the_last_two(hypotheses, stable):
+    la = LocalAgreement()
+    result = None
+    for h in hypotheses:
+        result = la.insert(words(h))
+    assert result is not None
+    assert texts(result.stable) == stable
+
+
+def test_tentative_is_the_newest_hypothesis_after_the_committed_words():
+    la = LocalAgreement()
+    la.insert(words("i can see the"))
+    result = la.insert(words("i can see the chair has"))
+    assert texts(result.stable) == "i can see the"
+    assert texts(result.tentative) == "chair has"
+    assert result.newly_committed == 4
+
+
+def test_rephrased_committed_words_fall_back_to_time():
+    la = LocalAgreement()
+    la.insert(words("your zip code"))
+    la.insert(words("your zip code please"))  # commits "your zip code" (ends at 0.9 s)
+    rephrased = [Word("you're", 0.0, 0.3), Word("zipcode", 0.3, 0.9), Word("please", 0.9, 1.2), Word("now", 1.2, 1.5)]
+    result = la.insert(rephrased)
+    assert texts(result.stable) == "your zip code please"
+    assert texts(result.tentative) == "now"
+
+
+def test_reset_starts_a_new_segment():
+    la = LocalAgreement()
+    la.insert(words("one two"))
+    la.insert(words("one two three"))
+    la.reset()
+    assert la.committed == ()
+    assert la.insert(words("four")).stable == ()
+
+
+def test_helpers():
+    assert normalize("Don't!") == "dont"
+    assert normalize("。") == ""
+    assert common_prefix_len(words("a b c"), words("A b. d")) == 2
+    assert join_words(words("hi there"), "en") == "hi there"
+    assert join_words([Word("你", 0, 1), Word("好", 1, 2)], "zh") == "你好"

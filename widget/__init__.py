@@ -1,0 +1,1 @@
+"""Browser UIs (agent widget, supervisor console, knowledge manager), served by the service."""
