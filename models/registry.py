@@ -29,7 +29,9 @@ class ModelSpec:
 def model_cache_dir() -> Path:
     """Where derived model files (the joined multilingual Whisper) are kept."""
     env = os.environ.get("ASSIST_MODEL_CACHE")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agent-assist"
+    base = (
+        Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agent-assist"
+    )
     return base / "models"
 
 
@@ -51,7 +53,9 @@ def _asr_multilingual() -> Path:
 
 
 def _vad() -> Path:
-    return package_dir("silero_vad", "silero-vad==6.2.3 (install with --no-deps)") / "data" / "silero_vad.onnx"
+    return (
+        package_dir("silero_vad", "silero-vad==6.2.3 (install with --no-deps)") / "data" / "silero_vad.onnx"
+    )
 
 
 def _embed_en() -> Path:

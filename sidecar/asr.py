@@ -21,11 +21,12 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_compression_ratio, merge_punctuations
 
 from sidecar.audio import Float32
-from sidecar.commit import join_words
+from sidecar.commit import join_words, normalize
 from sidecar.events import Word
 
 FULL_WINDOW = 3000  # Whisper's 30 s of 10 ms feature frames
 SIMPLIFIED_CHINESE_PROMPT = "以下是普通话的句子。"
+_MAX_TOKENS_PER_S = 10.0
 _PREPEND = "\"'“¿([{-"
 _APPEND = "\"'.。,，!！?？:：”)]}、"
 
@@ -41,20 +42,45 @@ class Hypothesis:
     decode_s: float
 
 
+def collapse_repeats(words: tuple[Word, ...], min_phrase: int = 3) -> tuple[Word, ...]:
+    """Cut a decoding loop: the same phrase of ``min_phrase``+ words said again back to back (kept once).
+
+    A short padded window sometimes makes Whisper say the utterance again ("Can I have your order,
+    please? Can I have your order, please?"); people do not repeat whole phrases verbatim.
+    """
+    keys = [normalize(w.text) for w in words]
+    n = len(keys)
+    for size in range(n // 2, min_phrase - 1, -1):
+        for start in range(0, n - 2 * size + 1):
+            if keys[start : start + size] == keys[start + size : start + 2 * size]:
+                end = start + size
+                while keys[end : end + size] == keys[start : start + size]:
+                    end += size
+                return collapse_repeats(words[: start + size] + words[end:], min_phrase)
+    return words
+
+
 class Recognizer(Protocol):
     """Transcribe one stretch of 16 kHz float audio. Blocking: run it in a worker thread."""
 
     @property
     def multilingual(self) -> bool: ...
 
-    def recognize(self, audio: Float32, *, lang: str | None, prompt: str | None = None) -> Hypothesis:
-        """``lang=None`` detects the language (multilingual models only)."""
+    def recognize(
+        self, audio: Float32, *, lang: str | None, prompt: str | None = None, prefix: str | None = None
+    ) -> Hypothesis:
+        """``lang=None`` detects the language (multilingual models only). ``prompt`` is earlier
+        text (context); ``prefix`` is text the audio is known to start with: it is forced, not
+        decoded, and returned as the first words of the hypothesis (with fresh times)."""
         ...
 
 
 @dataclass(frozen=True, slots=True)
 class DecodeOptions:
     beam_size: int = 1
+    # Decode with timestamp tokens, as batch Whisper does: measured better text on short
+    # utterances than <|notimestamps|> (the timestamps themselves are not used: words are aligned).
+    timestamps: bool = True
     # window = content x ratio, rounded up to a multiple of step, at least min, at most 30 s
     window_ratio: float = 2.0
     window_step: int = 500
@@ -87,20 +113,26 @@ class WhisperRecognizer:
                 self._tokenizers[lang] = tok
             return tok
 
-    def _transcription_options(self, prompt: str | None) -> TranscriptionOptions:
+    def _transcription_options(
+        self, prompt: str | None, max_new_tokens: int, prefix: str | None = None
+    ) -> TranscriptionOptions:
         o = self.options
         return TranscriptionOptions(
             beam_size=o.beam_size, best_of=1, patience=1.0, length_penalty=1.0, repetition_penalty=1.0,
             no_repeat_ngram_size=0, log_prob_threshold=o.log_prob_threshold,
             no_speech_threshold=o.no_speech_threshold, compression_ratio_threshold=None,
             condition_on_previous_text=False, prompt_reset_on_temperature=0.5, temperatures=[0.0],
-            initial_prompt=prompt, prefix=None, suppress_blank=True, suppress_tokens=[-1],
-            without_timestamps=True, max_initial_timestamp=1.0, word_timestamps=True,
+            initial_prompt=prompt, prefix=(prefix or "").strip() or None,
+            suppress_blank=True, suppress_tokens=[-1],
+            without_timestamps=not o.timestamps, max_initial_timestamp=1.0, word_timestamps=True,
             prepend_punctuations=_PREPEND, append_punctuations=_APPEND, multilingual=False,
-            max_new_tokens=None, clip_timestamps="0", hallucination_silence_threshold=None, hotwords=None,
+            max_new_tokens=max_new_tokens, clip_timestamps="0", hallucination_silence_threshold=None,
+            hotwords=None,
         )  # fmt: skip
 
-    def recognize(self, audio: Float32, *, lang: str | None, prompt: str | None = None) -> Hypothesis:
+    def recognize(
+        self, audio: Float32, *, lang: str | None, prompt: str | None = None, prefix: str | None = None
+    ) -> Hypothesis:
         started = time.perf_counter()
         model = self._model
         features = model.feature_extractor(audio)
@@ -114,7 +146,9 @@ class WhisperRecognizer:
         if lang == "zh":
             prompt = SIMPLIFIED_CHINESE_PROMPT + (prompt or "")
         tokenizer = self._tokenizer(lang)
-        options = self._transcription_options(prompt)
+        # nobody says more than ~8 tokens a second: a budget that stops runaway decoding loops
+        budget = int(_MAX_TOKENS_PER_S * audio.size / 16_000) + 8
+        options = self._transcription_options(prompt, budget, prefix)
         result, avg_logprob, tokens, text = self._generate(encoded, tokenizer, options)
         if window < FULL_WINDOW and get_compression_ratio(text) > self.options.compression_ratio_threshold:
             window = FULL_WINDOW  # a repetition loop: decode again with Whisper's own padding
@@ -123,7 +157,9 @@ class WhisperRecognizer:
         silent = result.no_speech_prob > self.options.no_speech_threshold and avg_logprob < (
             self.options.log_prob_threshold
         )
-        words = () if silent or not tokens else self._align(tokenizer, tokens, encoded, content)
+        words = (
+            () if silent or not tokens else collapse_repeats(self._align(tokenizer, tokens, encoded, content))
+        )
         return Hypothesis(
             words=words,
             text=join_words(words, lang),
@@ -145,11 +181,14 @@ class WhisperRecognizer:
         previous: list[int] = []
         if options.initial_prompt:
             previous = tokenizer.encode(" " + str(options.initial_prompt).strip())
-        prompt = self._model.get_prompt(tokenizer, previous, without_timestamps=True)
+        prompt = self._model.get_prompt(
+            tokenizer, previous, without_timestamps=options.without_timestamps, prefix=options.prefix
+        )
         result, avg_logprob, _temperature, _ratio = self._model.generate_with_fallback(
             encoded, prompt, tokenizer, options
         )
-        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        forced = tokenizer.encode(" " + options.prefix) if options.prefix else []
+        tokens = forced + [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         return result, float(avg_logprob), tokens, tokenizer.decode(tokens).strip()
 
     def _align(self, tokenizer: Tokenizer, tokens: list[int], encoded: Any, frames: int) -> tuple[Word, ...]:

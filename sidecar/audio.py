@@ -7,7 +7,7 @@ libsoxr (python-soxr), one-shot or streaming. No hand-written DSP.
 from __future__ import annotations
 
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 import av
 import numpy as np
@@ -24,13 +24,15 @@ _G711_CODECS: dict[G711Law, str] = {"ulaw": "pcm_mulaw", "alaw": "pcm_alaw"}
 
 @cache
 def _g711_table(law: G711Law) -> Pcm16:
-    ctx = av.CodecContext.create(_G711_CODECS[law], "r")
+    ctx: Any = av.CodecContext.create(_G711_CODECS[law], "r")  # an AudioCodecContext
     ctx.sample_rate = 8000
     ctx.layout = "mono"
     frames = ctx.decode(av.Packet(bytes(range(256))))
     table = np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.int16)
     if table.shape != (256,):
-        raise RuntimeError(f"FFmpeg {_G711_CODECS[law]} decoder returned {table.shape[0]} samples for 256 codes")
+        raise RuntimeError(
+            f"FFmpeg {_G711_CODECS[law]} decoder returned {table.shape[0]} samples for 256 codes"
+        )
     return table
 
 

@@ -5,7 +5,7 @@ The in-memory bus is the embedded default; a Redis Streams bus satisfies the sam
 Memory and drop policy: each call keeps its last ``retain_events`` events (a ring), and the bus
 keeps the logs of its last ``retain_ended_calls`` ended calls. Subscribers read the log through a
 cursor, so a slow subscriber costs no memory; one that falls further behind than the ring holds
-gets ``SubscriberLagged`` (it missed events and must resync) instead of silently losing them.
+gets ``SubscriberLaggedError`` (it missed events and must resync) instead of silently losing them.
 Publishing never blocks and never drops.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from sidecar.events import Event
 ALL_CALLS = "*"
 
 
-class SubscriberLagged(Exception):
+class SubscriberLaggedError(Exception):
     """The subscriber's position is older than anything the bus still retains."""
 
 
@@ -61,7 +62,7 @@ class _CallLog:
 
     def after(self, seq: int) -> list[Event]:
         if self.events and self.events[0].seq > seq + 1:
-            raise SubscriberLagged(f"events {seq + 1}..{self.events[0].seq - 1} are no longer retained")
+            raise SubscriberLaggedError(f"events {seq + 1}..{self.events[0].seq - 1} are no longer retained")
         return [e for e in self.events if e.seq > seq]
 
 
@@ -118,7 +119,7 @@ class InMemoryBus:
                 return
             if not pending:
                 async with self._changed:
-                    await self._changed.wait_for(lambda: self._has_news(call_id, cursor))
+                    await self._changed.wait_for(functools.partial(self._has_news, call_id, cursor))
 
     def _has_news(self, call_id: str, cursor: int | None) -> bool:
         log = self._logs.get(call_id)
@@ -135,7 +136,10 @@ class InMemoryBus:
                     yield event
             if not batch:
                 async with self._changed:
-                    await self._changed.wait_for(lambda: self._all_index > position)
+                    await self._changed.wait_for(functools.partial(self._all_past, position))
+
+    def _all_past(self, position: int) -> bool:
+        return self._all_index > position
 
     def calls(self) -> list[CallInfo]:
         return [

@@ -136,4 +136,3 @@ class CallPipeline:
             out[f"{ch}_skipped_partials"] = float(s.skipped_partials)
             out[f"{ch}_decode_s"] = round(sum(s.decode_s), 3)
         return out
-

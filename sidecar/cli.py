@@ -51,7 +51,9 @@ def _existing(kind: str) -> Callable[[str], Path]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assist", description="agent-assist: live call coaching")
     sub = parser.add_subparsers(dest="command", required=True)
-    rp = sub.add_parser("replay", help="replay a call (WAV or transcript .jsonl) and print its events as JSON lines")
+    rp = sub.add_parser(
+        "replay", help="replay a call (WAV or transcript .jsonl) and print its events as JSON lines"
+    )
     rp.add_argument("call", type=Path, help="stereo WAV (left agent, right customer), mono WAV, or .jsonl")
     rp.add_argument("--kb", type=_existing("knowledge base"), help="snippets (.jsonl) for this call")
     rp.add_argument("--rules", type=_existing("rules directory"), help="rule pack directory")
@@ -129,7 +131,9 @@ async def _replay(
             await replay_audio(call, call_id=call_id, bus=bus, engine=engine, clock=clock, lang=args.lang,
                                realtime=realtime)  # fmt: skip
         else:
-            await replay_transcript(call, call_id=call_id, bus=bus, clock=clock, lang=args.lang, realtime=realtime)
+            await replay_transcript(
+                call, call_id=call_id, bus=bus, clock=clock, lang=args.lang, realtime=realtime
+            )
         await printing
     finally:
         printing.cancel()

@@ -23,13 +23,14 @@ def render(event: Event, colour: bool = False) -> str | None:
         return paint(_BOLD, f"{stamp} call {event.call_id} started: {p.source} (lang {p.lang})")
     if isinstance(p, CallEnded):
         dropped = int(p.stats.get("frames_dropped", 0))
-        return paint(_BOLD, f"{stamp} call ended ({p.reason}) after {p.duration_s:.1f} s, {dropped} frames dropped")
+        return paint(
+            _BOLD, f"{stamp} call ended ({p.reason}) after {p.duration_s:.1f} s, {dropped} frames dropped"
+        )
     who = (event.channel or "?").upper().ljust(8)
     if isinstance(p, TranscriptPartial):
         return paint(_DIM, f"{stamp} {who} … {p.text}")
-    if isinstance(p, TranscriptFinal):
-        return f"{stamp} " + paint(_COLOURS.get(event.channel or "", ""), f"{who} {p.text}")
-    return None
+    assert isinstance(p, TranscriptFinal)
+    return f"{stamp} " + paint(_COLOURS.get(event.channel or "", ""), f"{who} {p.text}")
 
 
 def print_readable(event: Event, out: TextIO = sys.stdout) -> None:

@@ -68,7 +68,9 @@ class SpeechEngine:
         if recognizer is None:
             a: AsrSettings = self.settings.asr
             model = load_whisper(resolve_model(key), a.device, a.compute_type, a.cpu_threads, a.workers)
-            recognizer = self._recognizers[key] = WhisperRecognizer(model, DecodeOptions(beam_size=a.beam_size))
+            recognizer = self._recognizers[key] = WhisperRecognizer(
+                model, DecodeOptions(beam_size=a.beam_size)
+            )
         return recognizer
 
     def preload(self, lang: str) -> None:

@@ -28,7 +28,7 @@ def _frames(signal: Float32, size: int, hop: int) -> Float32:
         return np.zeros((0, size), dtype=np.float32)
     n = 1 + (signal.size - size) // hop
     idx = np.arange(size)[None, :] + hop * np.arange(n)[:, None]
-    return signal[idx]
+    return np.asarray(signal[idx], dtype=np.float32)
 
 
 def measure_prosody(audio: Float32, sample_rate: int = PIPELINE_RATE) -> Prosody:

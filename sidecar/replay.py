@@ -12,8 +12,8 @@ import re
 import uuid
 
 from sidecar.bus import Bus
-from sidecar.callfile import AudioCall, TranscriptCall
 from sidecar.call import CallPipeline
+from sidecar.callfile import AudioCall, TranscriptCall
 from sidecar.clock import Clock
 from sidecar.engine import SpeechEngine
 from sidecar.events import CallEnded, CallStarted, Event, TranscriptFinal, Word
@@ -31,11 +31,19 @@ async def replay_audio(
     call: AudioCall, *, call_id: str, bus: Bus, engine: SpeechEngine, clock: Clock, lang: str, realtime: bool
 ) -> CallPipeline:
     pipeline = CallPipeline(
-        call_id, bus=bus, engine=engine, lang=lang, channels=tuple(call.channels), overflow="block",
+        call_id,
+        bus=bus,
+        engine=engine,
+        lang=lang,
+        channels=tuple(call.channels),
+        overflow="block",
         catch_up=realtime,
     )
-    await pipeline.start(str(call.path), realtime=realtime, meta={"encoding": call.source_encoding,
-                                                                   "sample_rate": str(call.source_rate)})
+    await pipeline.start(
+        str(call.path),
+        realtime=realtime,
+        meta={"encoding": call.source_encoding, "sample_rate": str(call.source_rate)},
+    )
     step = round(FRAME_S * 16_000)
     total = max(pcm.size for pcm in call.channels.values())
     try:
@@ -82,7 +90,9 @@ async def replay_transcript(
         segments[turn.channel] += 1
         turn_lang = transcript_lang(turn.text, lang)
         words = estimated_words(turn.text, turn_lang, turn.start_s, turn.end_s)
-        payload = TranscriptFinal(turn.text.strip(), words, turn_lang, segments[turn.channel], None, "estimated")
+        payload = TranscriptFinal(
+            turn.text.strip(), words, turn_lang, segments[turn.channel], None, "estimated"
+        )
         await bus.publish(Event("transcript.final", call_id, turn.channel, turn.start_s, turn.end_s, payload))
     await bus.publish(
         Event("call.ended", call_id, None, 0.0, call.duration_s,

@@ -9,6 +9,7 @@ catches up); finals are never skipped.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -31,6 +32,40 @@ Emit = Callable[[Event], Awaitable[object]]
 _MAX_BACKLOG_S = 0.5  # skip a partial decode while more input than this waits
 _MAX_GAP_S = 60.0  # a longer hole in a live stream is not filled with silence
 _MIN_SPLIT_S = 3.0  # a long segment is split at a committed word at least this far in
+_TURN_GAP_S = 1.0  # segments of one channel this close together belong to one turn
+_MAX_CONTEXT_S = 20.0  # a final decodes at most this much audio, its turn's earlier part included
+_SPECULATE_AFTER_S = 0.1  # a pause this long starts decoding the final while the hangover runs
+
+
+@dataclass(slots=True)
+class _Turn:
+    """The finalised part of the channel's current turn: acoustic and text context for the next
+    final, so a sentence split by a pause is decoded as the batch model would hear it."""
+
+    start: float
+    end: float
+    words: tuple[Word, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    hyp: Hypothesis
+    prosody: Prosody | None
+    context_start: float
+    turn: _Turn | None
+
+
+@dataclass(slots=True)
+class _Draft:
+    """A final decoded as soon as the speaker paused, used if the pause becomes the segment's end:
+    the decode overlaps the VAD hangover instead of following it."""
+
+    start: float
+    task: asyncio.Task[_Decoded]
+
+    def discard(self) -> None:
+        # the worker thread cannot be interrupted; the result is simply not used
+        self.task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 class CallLanguage:
@@ -95,6 +130,8 @@ class ChannelTranscriber:
         self._decoded_in_segment = False
         self._last_partial = ""
         self._context: list[str] = []  # recent final text of this channel: the decoder's prompt
+        self._turn: _Turn | None = None
+        self._draft: _Draft | None = None
 
     # ---- input -------------------------------------------------------------------------
 
@@ -142,15 +179,23 @@ class ChannelTranscriber:
             await self._close_segment(self._at(transition.t_end), transition.keep)
         elif self._segmenter.in_speech:
             self._since_decode += FRAME_S
+            pause = self._segmenter.silence_s
+            if pause == 0.0 and self._draft is not None:  # speech resumed: the draft is stale
+                self._draft.discard()
+                self._draft = None
             if self.now - self._seg_start >= self._settings.max_segment_s:
                 await self._split_segment()
-            elif self._partial_due():
+            elif pause >= _SPECULATE_AFTER_S:
+                if self._draft is None:
+                    start = self._seg_start
+                    self._draft = _Draft(start, asyncio.create_task(self._decode_final(start, self.now)))
+            elif pause == 0.0 and self._partial_due():
                 if backlog_s > _MAX_BACKLOG_S:
                     self.stats.skipped_partials += 1
                 else:
                     await self._partial()
         else:
-            self._drop_before(self.now - 0.5)  # keep a little pre-roll
+            self._drop_before(self.now - 0.5)  # keep a little pre-roll (and the open turn)
 
     def _partial_due(self) -> bool:
         s = self._settings
@@ -171,7 +216,9 @@ class ChannelTranscriber:
 
     async def _partial(self) -> None:
         end = self.now
-        hyp, _ = await self._decode(self._audio(self._seg_start, end), with_prosody=False)
+        # the committed words are forced, not decoded again: only the unstable tail costs decoding
+        prefix = join_words(self._agreement.committed, self._language.label)
+        hyp, _ = await self._decode(self._audio(self._seg_start, end), with_prosody=False, prefix=prefix)
         self.stats.partial_decode_s.append(hyp.decode_s)
         self._since_decode = 0.0
         self._decoded_in_segment = True
@@ -189,7 +236,9 @@ class ChannelTranscriber:
             lang=hyp.lang,
             segment=self._segment,
         )
-        await self._emit(Event("transcript.partial", self.call_id, self.channel, self._seg_start, end, payload))
+        await self._emit(
+            Event("transcript.partial", self.call_id, self.channel, self._seg_start, end, payload)
+        )
 
     async def _close_segment(self, t_end: float, keep: bool) -> None:
         t_end = max(t_end, self._seg_start)
@@ -205,19 +254,48 @@ class ChannelTranscriber:
         cut = self.now
         if committed and committed[-1].t_end - self._seg_start >= _MIN_SPLIT_S:
             cut = committed[-1].t_end
+        if self._draft is not None:
+            self._draft.discard()
+            self._draft = None
         await self._final(self._seg_start, cut)
         self._segmenter.cut(cut - (self._origin or 0.0))
         self._open_segment(cut)
         self._since_decode = self.now - cut
 
+    def _open_turn(self, start: float, end: float) -> _Turn | None:
+        turn = self._turn
+        if turn is None or start - turn.end > _TURN_GAP_S or end - turn.start > _MAX_CONTEXT_S:
+            return None
+        return turn
+
+    async def _decode_final(self, start: float, end: float) -> _Decoded:
+        turn = self._open_turn(start, end)
+        context_start = turn.start if turn else start
+        prefix = join_words(turn.words, self._language.label) if turn else None
+        hyp, prosody = await self._decode(
+            self._audio(context_start, end),
+            with_prosody=True,
+            prefix=prefix,
+            segment_start=start - context_start,
+        )
+        return _Decoded(hyp, prosody, context_start, turn)
+
     async def _final(self, start: float, end: float) -> None:
-        audio = self._audio(start, end)
-        if audio.size < FRAME_SAMPLES:
-            return
-        hyp, prosody = await self._decode(audio, with_prosody=True)
+        draft, self._draft = self._draft, None
+        if draft is not None and draft.start == start:
+            decoded = await draft.task
+        else:
+            if draft is not None:
+                draft.discard()
+            if self._audio(start, end).size < FRAME_SAMPLES:
+                return
+            decoded = await self._decode_final(start, end)
+        hyp, prosody, context_start, turn = decoded.hyp, decoded.prosody, decoded.context_start, decoded.turn
         if self._language.requested == "auto" and self._language.detected is None and hyp.words:
             self._language.detected = hyp.lang
-        words = self._shift(hyp.words, start)
+        words = tuple(w for w in self._shift(hyp.words, context_start) if (w.t_start + w.t_end) / 2 >= start)
+        if words:
+            self._turn = _Turn(context_start, end, (turn.words if turn else ()) + words)
         if not words and not self._last_partial:
             return  # noise the VAD took for speech, and nothing was shown for it
         if words and self._settings.prompt_words:
@@ -234,14 +312,20 @@ class ChannelTranscriber:
         await self._emit(Event("transcript.final", self.call_id, self.channel, start, end, payload))
         self._last_partial = ""
 
-    async def _decode(self, audio: Float32, with_prosody: bool) -> tuple[Hypothesis, Prosody | None]:
+    async def _decode(
+        self, audio: Float32, with_prosody: bool, prefix: str | None = None, segment_start: float = 0.0
+    ) -> tuple[Hypothesis, Prosody | None]:
+        """Decode in a worker thread; prosody (for finals) covers the audio from ``segment_start``."""
         recognizer, lang = self._recognizer, self._language.decode_as
         sep = "" if lang == "zh" else " "
-        prompt = sep.join(self._context) or None
+        prompt = sep.join(
+            self._context[: len(self._context) - len(prefix.split())] if prefix else self._context
+        )
 
         def work() -> tuple[Hypothesis, Prosody | None]:
-            hyp = recognizer.recognize(audio, lang=lang, prompt=prompt)
-            return hyp, measure_prosody(audio) if with_prosody else None
+            hyp = recognizer.recognize(audio, lang=lang, prompt=prompt or None, prefix=prefix)
+            segment = audio[round(segment_start * PIPELINE_RATE) :]
+            return hyp, measure_prosody(segment) if with_prosody else None
 
         hyp, prosody = await self._run(work)
         self.stats.decode_s.append(hyp.decode_s)
@@ -254,6 +338,9 @@ class ChannelTranscriber:
         return tuple(replace(w, t_start=w.t_start + offset, t_end=w.t_end + offset) for w in words)
 
     def _drop_before(self, t: float) -> None:
+        """Forget audio before ``t``, but never the open turn's (the next final's context)."""
+        if self._turn is not None and self.now - self._turn.end <= _TURN_GAP_S:
+            t = min(t, self._turn.start)
         drop = int((t - self._buffer_t0) / FRAME_S)
         if drop > 0:
             del self._buffer[:drop]

@@ -97,6 +97,11 @@ class SpeechSegmenter:
     def in_speech(self) -> bool:
         return self._in_speech
 
+    @property
+    def silence_s(self) -> float:
+        """How long the open segment has been below ``neg_threshold`` (0 while voiced)."""
+        return self._silence_s if self._in_speech else 0.0
+
     def feed(self, prob: float, frame_s: float = FRAME_S) -> VadTransition | None:
         cfg, t = self.config, self._t
         self._t += frame_s

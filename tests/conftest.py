@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import wave
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,29 +25,15 @@ def espeak(text: str, voice: str = "en-us", wpm: int = 165) -> Pcm16:
     exe = shutil.which("espeak-ng")
     if exe is None:
         pytest.fail("espeak-ng is not installed (apt-get install espeak-ng; .ci/run does this)")
-    out = subprocess.run(
-        [exe, "-v", voice, "-s", str(wpm), "--stdout", text], check=True, capture_output=True
-    ).stdout
-    with wave.open(_BytesReader(out)) as w:  # type: ignore[arg-type]
-        rate = w.getframerate()
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "speech.wav"
+        subprocess.run(
+            [exe, "-v", voice, "-s", str(wpm), "-w", str(out), text], check=True, capture_output=True
+        )
+        with wave.open(str(out), "rb") as w:
+            rate = w.getframerate()
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
     return resample(pcm, rate)
-
-
-class _BytesReader:
-    """espeak-ng's --stdout WAV has an unknown (0xFFFFFFFF) size; wave needs a seekable file."""
-
-    def __init__(self, data: bytes) -> None:
-        import io
-
-        riff_size = (len(data) - 8).to_bytes(4, "little")
-        data_pos = data.find(b"data")
-        data_size = (len(data) - data_pos - 8).to_bytes(4, "little")
-        fixed = data[:4] + riff_size + data[8 : data_pos + 4] + data_size + data[data_pos + 8 :]
-        self._io = io.BytesIO(fixed)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._io, name)
 
 
 def silence(seconds: float) -> Pcm16:
@@ -67,7 +54,9 @@ def write_wav(path: Path, channels: Sequence[Pcm16], rate: int = 16_000) -> Path
     return path
 
 
-def dialogue(turns: Sequence[tuple[str, str]], gap_s: float = 0.8) -> tuple[Pcm16, Pcm16, list[tuple[str, float, float]]]:
+def dialogue(
+    turns: Sequence[tuple[str, str]], gap_s: float = 0.8
+) -> tuple[Pcm16, Pcm16, list[tuple[str, float, float]]]:
     """(agent, customer, timeline) for a scripted exchange; the silent side gets zeros."""
     agent: list[Pcm16] = [silence(0.3)]
     customer: list[Pcm16] = [silence(0.3)]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from sidecar.bus import ALL_CALLS, InMemoryBus, SubscriberLagged
+from sidecar.bus import ALL_CALLS, InMemoryBus, SubscriberLaggedError
 from sidecar.clock import FastClock
 from sidecar.events import (
     CallEnded,
@@ -22,7 +22,9 @@ pytestmark = pytest.mark.unit
 
 
 def started(call_id: str) -> Event:
-    return Event("call.started", call_id, None, 0.0, 0.0, CallStarted("test", "en", ("agent", "customer"), False))
+    return Event(
+        "call.started", call_id, None, 0.0, 0.0, CallStarted("test", "en", ("agent", "customer"), False)
+    )
 
 
 def final(call_id: str, text: str, t: float = 1.0) -> Event:
@@ -110,7 +112,7 @@ async def test_a_subscriber_too_far_behind_is_told_it_lagged():
     bus = InMemoryBus(FastClock(), retain_events=3)
     for i in range(6):
         await bus.publish(final("a", str(i), t=float(i)))
-    with pytest.raises(SubscriberLagged):
+    with pytest.raises(SubscriberLaggedError):
         async for _ in bus.subscribe("a", after_seq=0):
             pass
 

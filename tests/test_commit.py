@@ -58,7 +58,12 @@ def test_rephrased_committed_words_fall_back_to_time():
     la = LocalAgreement()
     la.insert(words("your zip code"))
     la.insert(words("your zip code please"))  # commits "your zip code" (ends at 0.9 s)
-    rephrased = [Word("you're", 0.0, 0.3), Word("zipcode", 0.3, 0.9), Word("please", 0.9, 1.2), Word("now", 1.2, 1.5)]
+    rephrased = [
+        Word("you're", 0.0, 0.3),
+        Word("zipcode", 0.3, 0.9),
+        Word("please", 0.9, 1.2),
+        Word("now", 1.2, 1.5),
+    ]
     result = la.insert(rephrased)
     assert texts(result.stable) == "your zip code please"
     assert texts(result.tentative) == "now"
@@ -79,3 +84,20 @@ def test_helpers():
     assert common_prefix_len(words("a b c"), words("A b. d")) == 2
     assert join_words(words("hi there"), "en") == "hi there"
     assert join_words([Word("你", 0, 1), Word("好", 1, 2)], "zh") == "你好"
+
+
+@pytest.mark.parametrize(
+    ("said", "kept"),
+    [
+        ("can i have your order please can i have your order please", "can i have your order please"),
+        ("how can i help how can i help how can i help", "how can i help"),
+        ("no no no that is fine", "no no no that is fine"),  # single words repeat in real speech
+        ("i know i know", "i know i know"),  # so do short phrases
+        ("the card the card ending in four", "the card the card ending in four"),
+        ("please hold please hold the line please hold the line", "please hold please hold the line"),
+    ],
+)
+def test_collapse_repeats_cuts_decoding_loops_only(said, kept):
+    from sidecar.asr import collapse_repeats
+
+    assert texts(collapse_repeats(tuple(words(said)))) == kept

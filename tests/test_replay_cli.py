@@ -8,6 +8,7 @@ import sys
 import warnings
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,10 +20,12 @@ CONTRACT = {"type", "call_id", "seq", "channel", "t_start", "t_end", "emitted_at
 
 
 def replay(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(ASSIST), "replay", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(ASSIST), "replay", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
-def events_of(proc: subprocess.CompletedProcess[str]) -> list[dict]:
+def events_of(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     events = [json.loads(line) for line in lines]  # stdout holds JSON lines and nothing else
@@ -58,11 +61,15 @@ def test_stereo_replay_attributes_channels(stereo_call):
     finals = [e for e in events if e["type"] == "transcript.final"]
     partials = [e for e in events if e["type"] == "transcript.partial"]
     assert partials, "partials while people speak"
-    text = {ch: " ".join(e["payload"]["text"] for e in finals if e["channel"] == ch).lower() for ch in ("agent", "customer")}
+    text = {
+        ch: " ".join(e["payload"]["text"] for e in finals if e["channel"] == ch).lower()
+        for ch in ("agent", "customer")
+    }
     assert "how can i help you today" in text["agent"]
     assert "check the order" in text["agent"]
     assert "cancel my order" in text["customer"]
-    assert "cancel" not in text["agent"] and "help you today" not in text["customer"]
+    assert "cancel" not in text["agent"]
+    assert "help you today" not in text["customer"]
     for e in finals:  # every final lies inside a turn of its own speaker
         mid = (e["payload"]["words"][0]["t_start"] + e["payload"]["words"][-1]["t_end"]) / 2
         owner = [who for who, s, t in timeline if s - 0.3 <= mid <= t + 0.3]
@@ -133,8 +140,11 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
         w.setframerate(8000)
         w.writeframes(bytes([128] * 1600))
     write_wav(tmp / "3ch.wav", [np.zeros(1600, dtype=np.int16)] * 3)
-    (tmp / "latin1.jsonl").write_bytes('{"channel": "agent", "text": "café", "start_s": 0, "end_s": 1}\n'.encode("latin-1"))
-    (tmp / "missing.jsonl").write_text('{"channel": "agent", "text": "hi", "start_s": 0, "end_s": 1}\n{"channel": "agent", "text": "hi", "start_s": 1}\n')
+    (tmp / "latin1.jsonl").write_bytes(
+        '{"channel": "agent", "text": "café", "start_s": 0, "end_s": 1}\n'.encode("latin-1")
+    )
+    complete = '{"channel": "agent", "text": "hi", "start_s": 0, "end_s": 1}'
+    (tmp / "missing.jsonl").write_text(complete + '\n{"channel": "agent", "text": "hi", "start_s": 1}\n')
     (tmp / "empty.jsonl").write_text("\n")
     (tmp / "notjson.jsonl").write_text("channel: agent\n")
     (tmp / "call.mp3").write_bytes(b"ID3")

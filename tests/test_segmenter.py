@@ -5,12 +5,14 @@ import pytest
 from sidecar.vad import FRAME_S, SpeechEnd, SpeechSegmenter, SpeechStart, VadConfig
 
 pytestmark = pytest.mark.unit
-CFG = VadConfig(threshold=0.5, neg_threshold=0.35, min_silence_s=0.3, min_speech_s=0.25, start_pad_s=0.1, end_pad_s=0.1)
+CFG = VadConfig(
+    threshold=0.5, neg_threshold=0.35, min_silence_s=0.3, min_speech_s=0.25, start_pad_s=0.1, end_pad_s=0.1
+)
 
 
-def run(probs: list[float], cfg: VadConfig = CFG) -> list[object]:
+def run(probs: list[float], cfg: VadConfig = CFG) -> list[SpeechStart | SpeechEnd]:
     seg = SpeechSegmenter(cfg)
-    out = [t for p in probs if (t := seg.feed(p)) is not None]
+    out: list[SpeechStart | SpeechEnd] = [t for p in probs if (t := seg.feed(p)) is not None]
     if (end := seg.flush()) is not None:
         out.append(end)
     return out
@@ -49,11 +51,13 @@ def test_short_pause_does_not_split():
 def test_between_thresholds_keeps_speech_going():
     probs = [0.9] * 10 + [0.4] * 30 + [0.0] * 20
     _start, end = run(probs)
+    assert isinstance(end, SpeechEnd)
     assert end.t_end == pytest.approx(40 * FRAME_S + 0.1)
 
 
 def test_a_click_is_marked_not_kept():
     _start, end = run([0.0] * 5 + [0.9] * 3 + [0.0] * 20)
+    assert isinstance(end, SpeechEnd)
     assert not end.keep
 
 

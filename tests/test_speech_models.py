@@ -6,14 +6,15 @@ import pytest
 from sidecar.audio import to_float
 from sidecar.engine import SpeechEngine
 from sidecar.prosody import measure_prosody
-from sidecar.vad import FRAME_SAMPLES, FRAME_S, SpeechEnd, SpeechSegmenter, SpeechStart
+from sidecar.vad import FRAME_S, FRAME_SAMPLES, SpeechEnd, SpeechSegmenter, SpeechStart
 from tests.conftest import espeak, silence
 
 pytestmark = [pytest.mark.model, pytest.mark.espeak]
 
 
 @pytest.mark.parametrize(
-    "sentence", ["Thank you for calling. How can I help you today?", "I would like to cancel my order, please."]
+    "sentence",
+    ["Thank you for calling. How can I help you today?", "I would like to cancel my order, please."],
 )
 def test_tiny_en_transcribes_an_espeak_utterance_exactly(engine: SpeechEngine, sentence: str):
     hyp = engine.recognizer("en").recognize(to_float(espeak(sentence)), lang="en")
@@ -80,7 +81,8 @@ def test_prosody_of_real_speech_is_plausible_and_tracks_loudness():
 @pytest.mark.unit
 def test_prosody_pitch_of_a_synthetic_voice():
     t = np.arange(16000) / 16000
-    voiced = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 6)).astype(np.float32) * 0.2
+    harmonics = np.array([np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 6)])
+    voiced = (harmonics.sum(axis=0) * 0.2).astype(np.float32)
     p = measure_prosody(voiced)
     assert p.pitch_hz == pytest.approx(150, rel=0.03)
     assert p.voiced_ratio > 0.9

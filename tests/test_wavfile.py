@@ -11,7 +11,9 @@ from tests.conftest import write_wav
 pytestmark = pytest.mark.unit
 
 
-def _wav_bytes(tag: int, channels: int, rate: int, bits: int, payload: bytes, extensible: bool = False) -> bytes:
+def _wav_bytes(
+    tag: int, channels: int, rate: int, bits: int, payload: bytes, extensible: bool = False
+) -> bytes:
     block = channels * bits // 8
     if extensible:
         guid_tail = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
@@ -19,7 +21,15 @@ def _wav_bytes(tag: int, channels: int, rate: int, bits: int, payload: bytes, ex
         fmt += struct.pack("<H", tag) + guid_tail
     else:
         fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(payload)) + payload
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(payload))
+        + payload
+    )
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 

@@ -1,0 +1,136 @@
+"""The call pipeline: same results at any pace, the live drop policy, errors surfaced."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from sidecar.asr import Hypothesis, Recognizer
+from sidecar.audio import Float32
+from sidecar.bus import InMemoryBus
+from sidecar.call import CallPipeline
+from sidecar.callfile import AudioCall
+from sidecar.clock import FastClock, RealtimeClock
+from sidecar.engine import SpeechEngine
+from sidecar.events import CallEnded, Event, TranscriptFinal
+from sidecar.frames import AudioFrame
+from sidecar.replay import replay_audio
+from sidecar.settings import Settings, StreamSettings
+from tests.conftest import dialogue, espeak, silence
+
+
+async def _collect(bus: InMemoryBus, call_id: str) -> list[Event]:
+    return [e async for e in bus.subscribe(call_id, after_seq=0)]
+
+
+async def _replay(engine: SpeechEngine, call: AudioCall, realtime: bool) -> list[Event]:
+    clock = RealtimeClock() if realtime else FastClock()
+    bus = InMemoryBus(clock)
+    collector = asyncio.create_task(_collect(bus, "c"))
+    await asyncio.sleep(0)
+    await replay_audio(call, call_id="c", bus=bus, engine=engine, clock=clock, lang="en", realtime=realtime)
+    return await collector
+
+
+@pytest.mark.model
+@pytest.mark.espeak
+async def test_fast_and_realtime_replay_run_the_same_code_to_the_same_finals(engine, tmp_path):
+    agent, customer, _ = dialogue(
+        [("agent", "How can I help you today?"), ("customer", "I would like to cancel my order, please.")],
+        gap_s=0.6,
+    )
+    call = AudioCall(tmp_path / "c.wav", {"agent": agent, "customer": customer}, 16000, "pcm16")
+    fast = await _replay(engine, call, realtime=False)
+    started = asyncio.get_running_loop().time()
+    live = await _replay(engine, call, realtime=True)
+    assert asyncio.get_running_loop().time() - started >= call.duration_s - 0.1  # paced by the clock
+
+    def finals(events: list[Event]) -> list[tuple[str | None, str]]:
+        return [(e.channel, e.payload.text) for e in events if isinstance(e.payload, TranscriptFinal)]
+
+    assert finals(fast) == finals(live)
+    assert finals(fast) == [
+        ("agent", "How can I help you today?"),
+        ("customer", "I would like to cancel my order, please."),
+    ]
+
+
+class BlockedRecognizer:
+    """A fake recogniser, slower than real time on purpose: the fault a live overflow needs."""
+
+    multilingual = False
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def recognize(
+        self, audio: Float32, *, lang: str | None, prompt: str | None = None, prefix: str | None = None
+    ) -> Hypothesis:
+        self.release.wait(timeout=30)
+        return Hypothesis((), "", "en", 0.0, 0.0, 1000, 0.0)
+
+
+class FailingRecognizer:
+    """A fake recogniser that fails: how a broken model surfaces."""
+
+    multilingual = False
+
+    def recognize(
+        self, audio: Float32, *, lang: str | None, prompt: str | None = None, prefix: str | None = None
+    ) -> Hypothesis:
+        raise RuntimeError("decoder exploded")
+
+
+class EngineWith(SpeechEngine):
+    def __init__(self, recognizer: Recognizer, queue_s: float = 10.0) -> None:
+        super().__init__(Settings(stream=StreamSettings(queue_s=queue_s)))
+        self._fake = recognizer
+
+    def recognizer(self, lang: str) -> Recognizer:
+        return self._fake
+
+
+@pytest.mark.model
+@pytest.mark.espeak
+async def test_live_overflow_drops_the_oldest_audio_and_counts_it():
+    blocked = BlockedRecognizer()
+    engine = EngineWith(blocked, queue_s=1.0)  # 50 frames of 20 ms
+    bus = InMemoryBus(FastClock())
+    pipeline = CallPipeline("live", bus=bus, engine=engine, channels=("customer",), overflow="drop_oldest")
+    await pipeline.start("test", realtime=True)
+    speech = np.concatenate(
+        [espeak("I have been waiting for a very long time to talk to someone."), silence(0.5)]
+    )
+    for i in range(0, speech.size - 320, 320):  # pushed without pause: the decoder cannot keep up
+        await pipeline.push(AudioFrame("live", "customer", speech[i : i + 320], i / 16000))
+        await asyncio.sleep(0)
+    assert pipeline.frames_dropped > 0
+    blocked.release.set()
+    await pipeline.end()
+    ended = [e async for e in bus.subscribe("live", after_seq=0)][-1].payload
+    assert isinstance(ended, CallEnded)
+    assert ended.stats["frames_dropped"] == pipeline.frames_dropped
+    engine.close()
+
+
+@pytest.mark.model
+@pytest.mark.espeak
+async def test_a_failing_channel_ends_the_call_and_raises():
+    engine = EngineWith(FailingRecognizer())
+    bus = InMemoryBus(FastClock())
+    pipeline = CallPipeline("bad", bus=bus, engine=engine, channels=("agent",), overflow="block")
+    await pipeline.start("test", realtime=False)
+    speech = np.concatenate([espeak("Hello there, how are you doing today?"), silence(1.0)])
+    with pytest.raises(RuntimeError, match="decoder exploded"):
+        for i in range(0, speech.size, 320):
+            await pipeline.push(AudioFrame("bad", "agent", speech[i : i + 320], i / 16000))
+        await pipeline.end()
+    await pipeline.end()  # idempotent once ended
+    events = [e async for e in bus.subscribe("bad", after_seq=0)]
+    assert events[-1].type == "call.ended"
+    assert isinstance(events[-1].payload, CallEnded)
+    assert events[-1].payload.reason in ("error", "aborted")
+    engine.close()
