@@ -80,6 +80,7 @@ class DecodeOptions:
     beam_size: int = 1
     # Decode with timestamp tokens, as batch Whisper does: measured better text on short
     # utterances than <|notimestamps|> (the timestamps themselves are not used: words are aligned).
+    # Decodes with a forced prefix always run without timestamps.
     timestamps: bool = True
     # window = content x ratio, rounded up to a multiple of step, at least min, at most 30 s
     window_ratio: float = 2.0
@@ -124,7 +125,9 @@ class WhisperRecognizer:
             condition_on_previous_text=False, prompt_reset_on_temperature=0.5, temperatures=[0.0],
             initial_prompt=prompt, prefix=(prefix or "").strip() or None,
             suppress_blank=True, suppress_tokens=[-1],
-            without_timestamps=not o.timestamps, max_initial_timestamp=1.0, word_timestamps=True,
+            # a forced prefix and timestamp mode do not mix: after a long prefix the model ends at once
+            without_timestamps=not o.timestamps or bool(prefix),
+            max_initial_timestamp=1.0, word_timestamps=True,
             prepend_punctuations=_PREPEND, append_punctuations=_APPEND, multilingual=False,
             max_new_tokens=max_new_tokens, clip_timestamps="0", hallucination_silence_threshold=None,
             hotwords=None,
@@ -187,8 +190,8 @@ class WhisperRecognizer:
         result, avg_logprob, _temperature, _ratio = self._model.generate_with_fallback(
             encoded, prompt, tokenizer, options
         )
-        forced = tokenizer.encode(" " + options.prefix) if options.prefix else []
-        tokens = forced + [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        # the result starts with the forced prefix: CTranslate2 returns everything after <|startoftranscript|>
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         return result, float(avg_logprob), tokens, tokenizer.decode(tokens).strip()
 
     def _align(self, tokenizer: Tokenizer, tokens: list[int], encoded: Any, frames: int) -> tuple[Word, ...]:

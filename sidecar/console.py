@@ -34,7 +34,14 @@ def render(event: Event, colour: bool = False) -> str | None:
 
 
 def print_readable(event: Event, out: TextIO = sys.stdout) -> None:
-    line = render(event, colour=out.isatty())
-    if line is not None:
+    """On a terminal a partial is redrawn in place until its final replaces it."""
+    tty = out.isatty()
+    line = render(event, colour=tty)
+    if line is None:
+        return
+    if tty:
+        end = "" if isinstance(event.payload, TranscriptPartial) else "\n"
+        out.write("\r\033[K" + line + end)
+    else:
         out.write(line + "\n")
-        out.flush()
+    out.flush()

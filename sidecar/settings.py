@@ -70,7 +70,7 @@ class StreamSettings:
     max_segment_s: float = 15.0  # longer speech is finalised in pieces
     vad_min_silence_s: float = 0.3  # end-of-segment hangover
     queue_s: float = 10.0  # audio a channel may buffer before the drop policy applies
-    prompt_words: int = 24  # the channel's last final words, given to the decoder as context
+    context_s: float = 8.0  # the channel's last finalised speech decoded again as each final's context
 
     @classmethod
     def from_env(cls) -> StreamSettings:
@@ -80,7 +80,7 @@ class StreamSettings:
             max_segment_s=_float("ASSIST_MAX_SEGMENT_S", 15.0, 3.0, 28.0),
             vad_min_silence_s=_float("ASSIST_VAD_MIN_SILENCE_S", 0.3, 0.05, 3.0),
             queue_s=_float("ASSIST_QUEUE_S", 10.0, 1.0, 600.0),
-            prompt_words=_int("ASSIST_PROMPT_WORDS", 24, 0, 100),
+            context_s=_float("ASSIST_CONTEXT_S", 8.0, 0.0, 20.0),
         )
 
 

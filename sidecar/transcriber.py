@@ -32,27 +32,48 @@ Emit = Callable[[Event], Awaitable[object]]
 _MAX_BACKLOG_S = 0.5  # skip a partial decode while more input than this waits
 _MAX_GAP_S = 60.0  # a longer hole in a live stream is not filled with silence
 _MIN_SPLIT_S = 3.0  # a long segment is split at a committed word at least this far in
-_TURN_GAP_S = 1.0  # segments of one channel this close together belong to one turn
-_MAX_CONTEXT_S = 20.0  # a final decodes at most this much audio, its turn's earlier part included
-_SPECULATE_AFTER_S = 0.1  # a pause this long starts decoding the final while the hangover runs
+_CONTEXT_GAP_S = 0.3  # silence put between context segments when they are joined
+_MAX_DECODE_S = 28.0  # context + segment, inside Whisper's 30 s window
+_SPECULATE_AFTER_S = 0.15  # a pause this long starts decoding the final while the hangover runs
 
 
 @dataclass(slots=True)
-class _Turn:
-    """The finalised part of the channel's current turn: acoustic and text context for the next
-    final, so a sentence split by a pause is decoded as the batch model would hear it."""
+class _Context:
+    """The channel's last finalised speech, audio and words, decoded again in front of the next
+    final with its words forced as the prefix: each final is heard with the context a batch
+    decoder would give it, and only the new words cost decoding."""
 
-    start: float
-    end: float
-    words: tuple[Word, ...]
+    max_s: float
+    pieces: list[tuple[Float32, tuple[Word, ...]]] = field(default_factory=list)  # word times local
+
+    def add(self, audio: Float32, words: tuple[Word, ...]) -> None:
+        if self.max_s <= 0 or not words:
+            return
+        self.pieces.append((audio, words))
+        while sum(a.size for a, _ in self.pieces) > self.max_s * PIPELINE_RATE and len(self.pieces) > 1:
+            self.pieces.pop(0)
+        if self.pieces[0][0].size > self.max_s * PIPELINE_RATE:  # one long segment: too much context
+            self.pieces.clear()
+
+    def select(self, budget_s: float) -> tuple[Float32, tuple[Word, ...]]:
+        """The newest pieces that fit in ``budget_s``, joined: (audio, words with local times)."""
+        gap = np.zeros(round(_CONTEXT_GAP_S * PIPELINE_RATE), dtype=np.float32)
+        chosen: list[tuple[Float32, tuple[Word, ...]]] = []
+        total = 0
+        for audio, words in reversed(self.pieces):
+            total += audio.size + gap.size
+            if total > budget_s * PIPELINE_RATE:
+                break
+            chosen.insert(0, (audio, words))
+        joined = np.concatenate([part for a, _ in chosen for part in (a, gap)] or [gap[:0]])
+        return joined, tuple(w for _, ws in chosen for w in ws)
 
 
 @dataclass(frozen=True, slots=True)
 class _Decoded:
     hyp: Hypothesis
     prosody: Prosody | None
-    context_start: float
-    turn: _Turn | None
+    offset: float  # where the segment starts in the decoded audio (after the context)
 
 
 @dataclass(slots=True)
@@ -129,8 +150,7 @@ class ChannelTranscriber:
         self._since_decode = 0.0
         self._decoded_in_segment = False
         self._last_partial = ""
-        self._context: list[str] = []  # recent final text of this channel: the decoder's prompt
-        self._turn: _Turn | None = None
+        self._context = _Context(settings.context_s)
         self._draft: _Draft | None = None
 
     # ---- input -------------------------------------------------------------------------
@@ -180,9 +200,8 @@ class ChannelTranscriber:
         elif self._segmenter.in_speech:
             self._since_decode += FRAME_S
             pause = self._segmenter.silence_s
-            if pause == 0.0 and self._draft is not None:  # speech resumed: the draft is stale
-                self._draft.discard()
-                self._draft = None
+            if pause == 0.0:  # speech (resumed): a draft final is stale
+                self._discard_draft()
             if self.now - self._seg_start >= self._settings.max_segment_s:
                 await self._split_segment()
             elif pause >= _SPECULATE_AFTER_S:
@@ -244,8 +263,10 @@ class ChannelTranscriber:
         t_end = max(t_end, self._seg_start)
         if keep:
             await self._final(self._seg_start, t_end)
-        elif self._last_partial:  # a partial was shown: close it, empty
-            await self._emit_final(self._seg_start, t_end, (), self._language.label, None)
+        else:
+            self._discard_draft()
+            if self._last_partial:  # a partial was shown: close it, empty
+                await self._emit_final(self._seg_start, t_end, (), self._language.label, None)
         self._drop_before(t_end)
 
     async def _split_segment(self) -> None:
@@ -254,31 +275,26 @@ class ChannelTranscriber:
         cut = self.now
         if committed and committed[-1].t_end - self._seg_start >= _MIN_SPLIT_S:
             cut = committed[-1].t_end
-        if self._draft is not None:
-            self._draft.discard()
-            self._draft = None
+        self._discard_draft()
         await self._final(self._seg_start, cut)
         self._segmenter.cut(cut - (self._origin or 0.0))
         self._open_segment(cut)
         self._since_decode = self.now - cut
 
-    def _open_turn(self, start: float, end: float) -> _Turn | None:
-        turn = self._turn
-        if turn is None or start - turn.end > _TURN_GAP_S or end - turn.start > _MAX_CONTEXT_S:
-            return None
-        return turn
+    def _discard_draft(self) -> None:
+        if self._draft is not None:
+            self._draft.discard()
+            self._draft = None
 
     async def _decode_final(self, start: float, end: float) -> _Decoded:
-        turn = self._open_turn(start, end)
-        context_start = turn.start if turn else start
-        prefix = join_words(turn.words, self._language.label) if turn else None
-        hyp, prosody = await self._decode(
-            self._audio(context_start, end),
-            with_prosody=True,
-            prefix=prefix,
-            segment_start=start - context_start,
-        )
-        return _Decoded(hyp, prosody, context_start, turn)
+        segment = self._audio(start, end)
+        # Whisper sees at most 30 s: the context gets what the segment leaves
+        context, context_words = self._context.select(_MAX_DECODE_S - segment.size / PIPELINE_RATE)
+        prefix = join_words(context_words, self._language.label) or None
+        offset = context.size / PIPELINE_RATE
+        audio = np.concatenate([context, segment])
+        hyp, prosody = await self._decode(audio, with_prosody=True, prefix=prefix, segment_start=offset)
+        return _Decoded(hyp, prosody, offset)
 
     async def _final(self, start: float, end: float) -> None:
         draft, self._draft = self._draft, None
@@ -290,16 +306,16 @@ class ChannelTranscriber:
             if self._audio(start, end).size < FRAME_SAMPLES:
                 return
             decoded = await self._decode_final(start, end)
-        hyp, prosody, context_start, turn = decoded.hyp, decoded.prosody, decoded.context_start, decoded.turn
+        hyp, prosody, offset = decoded.hyp, decoded.prosody, decoded.offset
         if self._language.requested == "auto" and self._language.detected is None and hyp.words:
             self._language.detected = hyp.lang
-        words = tuple(w for w in self._shift(hyp.words, context_start) if (w.t_start + w.t_end) / 2 >= start)
-        if words:
-            self._turn = _Turn(context_start, end, (turn.words if turn else ()) + words)
+        local = tuple(w for w in hyp.words if (w.t_start + w.t_end) / 2 >= offset)
+        local = self._shift(local, -offset)
+        if local:
+            self._context.add(self._audio(start, end), local)
+        words = self._shift(local, start)
         if not words and not self._last_partial:
             return  # noise the VAD took for speech, and nothing was shown for it
-        if words and self._settings.prompt_words:
-            self._context = (self._context + [w.text for w in words])[-self._settings.prompt_words :]
         if prosody is not None and words:
             prosody = replace(prosody, words_per_s=len(words) / max(prosody.duration_s, 1e-3))
         await self._emit_final(start, end, words, hyp.lang, prosody)
@@ -317,13 +333,9 @@ class ChannelTranscriber:
     ) -> tuple[Hypothesis, Prosody | None]:
         """Decode in a worker thread; prosody (for finals) covers the audio from ``segment_start``."""
         recognizer, lang = self._recognizer, self._language.decode_as
-        sep = "" if lang == "zh" else " "
-        prompt = sep.join(
-            self._context[: len(self._context) - len(prefix.split())] if prefix else self._context
-        )
 
         def work() -> tuple[Hypothesis, Prosody | None]:
-            hyp = recognizer.recognize(audio, lang=lang, prompt=prompt or None, prefix=prefix)
+            hyp = recognizer.recognize(audio, lang=lang, prefix=prefix)
             segment = audio[round(segment_start * PIPELINE_RATE) :]
             return hyp, measure_prosody(segment) if with_prosody else None
 
@@ -338,9 +350,6 @@ class ChannelTranscriber:
         return tuple(replace(w, t_start=w.t_start + offset, t_end=w.t_end + offset) for w in words)
 
     def _drop_before(self, t: float) -> None:
-        """Forget audio before ``t``, but never the open turn's (the next final's context)."""
-        if self._turn is not None and self.now - self._turn.end <= _TURN_GAP_S:
-            t = min(t, self._turn.start)
         drop = int((t - self._buffer_t0) / FRAME_S)
         if drop > 0:
             del self._buffer[:drop]

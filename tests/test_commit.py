@@ -101,3 +101,21 @@ def test_collapse_repeats_cuts_decoding_loops_only(said, kept):
     from sidecar.asr import collapse_repeats
 
     assert texts(collapse_repeats(tuple(words(said)))) == kept
+
+
+def test_final_context_keeps_the_newest_speech_that_fits():
+    import numpy as np
+
+    from sidecar.transcriber import _Context
+
+    ctx = _Context(max_s=5.0)
+    for i, seconds in enumerate((2.0, 2.0, 2.0)):
+        ctx.add(np.full(int(seconds * 16000), i, dtype=np.float32), tuple(words(f"piece{i}")))
+    assert len(ctx.pieces) == 2  # 6 s of speech does not fit in 5 s: the oldest went
+    audio, ws = ctx.select(budget_s=3.0)  # only the newest piece and its gap fit
+    assert texts(ws) == "piece2"
+    assert audio.size == int(2.3 * 16000) and audio[0] == 2
+    audio, ws = ctx.select(budget_s=10.0)
+    assert texts(ws) == "piece1 piece2"
+    ctx.add(np.zeros(16000 * 6, dtype=np.float32), tuple(words("long")))  # longer than max_s alone
+    assert ctx.select(10.0)[1] == ()
