@@ -114,7 +114,8 @@ def test_final_context_keeps_the_newest_speech_that_fits():
     assert len(ctx.pieces) == 2  # 6 s of speech does not fit in 5 s: the oldest went
     audio, ws = ctx.select(budget_s=3.0)  # only the newest piece and its gap fit
     assert texts(ws) == "piece2"
-    assert audio.size == int(2.3 * 16000) and audio[0] == 2
+    assert audio.size == int(2.3 * 16000)
+    assert audio[0] == 2
     audio, ws = ctx.select(budget_s=10.0)
     assert texts(ws) == "piece1 piece2"
     ctx.add(np.zeros(16000 * 6, dtype=np.float32), tuple(words("long")))  # longer than max_s alone

