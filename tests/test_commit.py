@@ -120,3 +120,19 @@ def test_final_context_keeps_the_newest_speech_that_fits():
     assert texts(ws) == "piece1 piece2"
     ctx.add(np.zeros(16000 * 6, dtype=np.float32), tuple(words("long")))  # longer than max_s alone
     assert ctx.select(10.0)[1] == ()
+
+
+def test_an_echo_of_the_prompt_is_dropped():
+    from sidecar.asr import strip_prompt_echo
+
+    def chars(text: str) -> tuple[Word, ...]:
+        return tuple(Word(ch, i * 0.1, (i + 1) * 0.1) for i, ch in enumerate(text))
+
+    prompt = "以下是普通话的句子。"
+    assert strip_prompt_echo(chars("以下是普通话的句子。"), prompt) == ()
+    assert (
+        "".join(w.text for w in strip_prompt_echo(chars("以下是普通话的句子。我想退款"), prompt))
+        == "我想退款"
+    )
+    assert "".join(w.text for w in strip_prompt_echo(chars("我想退款"), prompt)) == "我想退款"
+    assert "".join(w.text for w in strip_prompt_echo(chars("以下"), prompt)) == ""
