@@ -34,10 +34,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.wer import wer  # noqa: E402
 from models.registry import resolve_model  # noqa: E402
 from sidecar.bus import InMemoryBus  # noqa: E402
-from sidecar.callfile import load_audio  # noqa: E402
+from sidecar.callfile import AudioCall, load_audio  # noqa: E402
 from sidecar.clock import Clock, FastClock, RealtimeClock  # noqa: E402
 from sidecar.engine import SpeechEngine, load_whisper  # noqa: E402
-from sidecar.events import Event, TranscriptFinal, TranscriptPartial  # noqa: E402
+from sidecar.events import CHANNELS, Channel, Event, TranscriptFinal, TranscriptPartial  # noqa: E402
 from sidecar.replay import replay_audio  # noqa: E402
 from sidecar.settings import AsrSettings, Settings, StreamSettings  # noqa: E402
 
@@ -80,9 +80,8 @@ async def run_stream(engine: SpeechEngine, wav: Path, lang: str, realtime: bool)
     return run
 
 
-def batch_text(model: Any, wav: Path, channel: int, lang: str) -> str:
-    call = load_audio(wav)
-    pcm = list(call.channels.values())[channel].astype("float32") / 32768.0
+def batch_text(model: Any, call: AudioCall, channel: Channel, lang: str) -> str:
+    pcm = call.channels[channel].astype("float32") / 32768.0
     segments, _ = model.transcribe(pcm, language=lang, beam_size=1, vad_filter=True)
     return " ".join(s.text.strip() for s in segments)
 
@@ -163,6 +162,11 @@ def main() -> int:
         file=sys.stderr,
     )
 
+    batch_model = (
+        None
+        if a.no_batch
+        else load_whisper(resolve_model(key), asr.device, asr.compute_type, asr.cpu_threads, asr.workers)
+    )
     stream_err = stream_n = batch_err = batch_n = wrong = 0
     compute: list[float] = []
     cadence: list[float] = []
@@ -176,17 +180,15 @@ def main() -> int:
         for ch, times in run.decode_s.items():
             rtf[ch].append(sum(times) / run.duration_s)
             decode += times
-        for i, ch in enumerate(("agent", "customer")):
+        call = None if batch_model is None else load_audio(wav)
+        for ch in CHANNELS:
             ref = " ".join(t["text"] for t in turns if t["speaker"] == ch)
             hyp = " ".join(e.payload.text for _, e in run.events
                            if isinstance(e.payload, TranscriptFinal) and e.channel == ch)  # fmt: skip
             err, n = wer(ref, hyp)
             stream_err, stream_n = stream_err + err, stream_n + n
-            if not a.no_batch:
-                model = load_whisper(
-                    resolve_model(key), asr.device, asr.compute_type, asr.cpu_threads, asr.workers
-                )
-                err_b, n_b = wer(ref, batch_text(model, wav, i, a.lang))
+            if batch_model is not None and call is not None:
+                err_b, n_b = wer(ref, batch_text(batch_model, call, ch, a.lang))
                 batch_err, batch_n = batch_err + err_b, batch_n + n_b
         print(f"  {cid}: stream WER so far {stream_err / max(1, stream_n):.3f}, compute {compute[-1]:.3f}x",
               file=sys.stderr)  # fmt: skip

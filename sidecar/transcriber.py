@@ -71,6 +71,7 @@ class _Context:
 
 @dataclass(frozen=True, slots=True)
 class _Decoded:
+    segment: Float32  # the segment's own audio (what becomes context for the next final)
     hyp: Hypothesis
     prosody: Prosody | None
     offset: float  # where the segment starts in the decoded audio (after the context)
@@ -82,7 +83,7 @@ class _Draft:
     the decode overlaps the VAD hangover instead of following it."""
 
     start: float
-    task: asyncio.Task[_Decoded]
+    task: asyncio.Task[_Decoded | None]
 
     def discard(self) -> None:
         # the worker thread cannot be interrupted; the result is simply not used
@@ -113,7 +114,6 @@ class ChannelStats:
     finals: int = 0
     skipped_partials: int = 0
     decode_s: list[float] = field(default_factory=list)
-    partial_decode_s: list[float] = field(default_factory=list)
 
 
 class ChannelTranscriber:
@@ -214,7 +214,7 @@ class ChannelTranscriber:
                 else:
                     await self._partial()
         else:
-            self._drop_before(self.now - 0.5)  # keep a little pre-roll (and the open turn)
+            self._drop_before(self.now - 0.5)  # keep a little pre-roll
 
     def _partial_due(self) -> bool:
         s = self._settings
@@ -238,7 +238,6 @@ class ChannelTranscriber:
         # the committed words are forced, not decoded again: only the unstable tail costs decoding
         prefix = join_words(self._agreement.committed, self._language.label)
         hyp, _ = await self._decode(self._audio(self._seg_start, end), with_prosody=False, prefix=prefix)
-        self.stats.partial_decode_s.append(hyp.decode_s)
         self._since_decode = 0.0
         self._decoded_in_segment = True
         agreement = self._agreement.insert(self._shift(hyp.words, self._seg_start))
@@ -286,15 +285,18 @@ class ChannelTranscriber:
             self._draft.discard()
             self._draft = None
 
-    async def _decode_final(self, start: float, end: float) -> _Decoded:
+    async def _decode_final(self, start: float, end: float) -> _Decoded | None:
+        """The segment decoded after the channel's context; None when it is too short to decode."""
         segment = self._audio(start, end)
+        if segment.size < FRAME_SAMPLES:
+            return None
         # Whisper sees at most 30 s: the context gets what the segment leaves
         context, context_words = self._context.select(_MAX_DECODE_S - segment.size / PIPELINE_RATE)
         prefix = join_words(context_words, self._language.label) or None
         offset = context.size / PIPELINE_RATE
         audio = np.concatenate([context, segment])
         hyp, prosody = await self._decode(audio, with_prosody=True, prefix=prefix, segment_start=offset)
-        return _Decoded(hyp, prosody, offset)
+        return _Decoded(segment, hyp, prosody, offset)
 
     async def _final(self, start: float, end: float) -> None:
         draft, self._draft = self._draft, None
@@ -303,16 +305,16 @@ class ChannelTranscriber:
         else:
             if draft is not None:
                 draft.discard()
-            if self._audio(start, end).size < FRAME_SAMPLES:
-                return
             decoded = await self._decode_final(start, end)
+        if decoded is None:
+            return
         hyp, prosody, offset = decoded.hyp, decoded.prosody, decoded.offset
         if self._language.requested == "auto" and self._language.detected is None and hyp.words:
             self._language.detected = hyp.lang
         local = tuple(w for w in hyp.words if (w.t_start + w.t_end) / 2 >= offset)
         local = self._shift(local, -offset)
         if local:
-            self._context.add(self._audio(start, end), local)
+            self._context.add(decoded.segment, local)
         words = self._shift(local, start)
         if not words and not self._last_partial:
             return  # noise the VAD took for speech, and nothing was shown for it
