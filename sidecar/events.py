@@ -21,7 +21,16 @@ EventType: TypeAlias = Literal[
     "call.ended",
     "transcript.partial",
     "transcript.final",
+    "alert",
+    "checklist",
+    "intent",
+    "emotion",
+    "suggestion",
+    "whisper",
+    "score",
 ]
+Severity: TypeAlias = Literal["fatal", "serious", "general"]
+ChecklistState: TypeAlias = Literal["due", "done", "missed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +102,108 @@ class TranscriptFinal:
     timing: Literal["asr", "estimated"] = "asr"
 
 
-Payload: TypeAlias = CallStarted | CallEnded | TranscriptPartial | TranscriptFinal
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A violation. ``evidence`` is the redacted words that triggered it; ``step`` names the
+    disclosure for ``missing_disclosure``; ``snippet_id`` a procedure to show with it."""
+
+    category: str
+    severity: Severity
+    rule_id: str
+    message: str
+    evidence: str
+    step: str | None = None
+    snippet_id: str | None = None
+    source: Literal["partial", "final", "timing", "checklist"] = "final"
+    reason: str = ""  # what matched: a phrase, a pattern, or the exemplar it resembles
+
+
+@dataclass(frozen=True, slots=True)
+class Checklist:
+    step: str
+    state: ChecklistState
+    mandatory: bool
+    evidence: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    intent: str
+    confidence: float
+    evidence: str
+    rule_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Emotion:
+    """The customer's temperature in -1..1 after this utterance (smoothed), this utterance's own
+    score, a label and the named drivers behind it; ``warning`` when it is falling fast."""
+
+    temperature: float
+    utterance: float
+    label: Literal["angry", "negative", "neutral", "positive"]
+    drivers: tuple[str, ...]
+    warning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    snippet_id: str
+    title: str
+    body: str
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Whisper:
+    text: str
+    author: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreItem:
+    name: str
+    section: Literal["service_quality", "efficiency", "customer_experience"]
+    score: float  # 0..1
+    weight: float  # share of the total, the weights sum to 1
+    detail: str
+    evidence_s: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    total: float  # 0..100
+    sections: dict[str, float]
+    items: tuple[ScoreItem, ...]
+
+
+Payload: TypeAlias = (
+    CallStarted
+    | CallEnded
+    | TranscriptPartial
+    | TranscriptFinal
+    | Alert
+    | Checklist
+    | Intent
+    | Emotion
+    | Suggestion
+    | Whisper
+    | Score
+)
 
 PAYLOAD_TYPES: dict[str, type[Any]] = {
     "call.started": CallStarted,
     "call.ended": CallEnded,
     "transcript.partial": TranscriptPartial,
     "transcript.final": TranscriptFinal,
+    "alert": Alert,
+    "checklist": Checklist,
+    "intent": Intent,
+    "emotion": Emotion,
+    "suggestion": Suggestion,
+    "whisper": Whisper,
+    "score": Score,
 }
 
 
@@ -159,6 +263,12 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         raw["channels"] = tuple(raw["channels"])
     if raw.get("prosody") is not None:
         raw["prosody"] = Prosody(**raw["prosody"])
+    if "drivers" in raw:
+        raw["drivers"] = tuple(raw["drivers"])
+    if etype == "score":
+        raw["items"] = tuple(
+            ScoreItem(**{**item, "evidence_s": tuple(item.get("evidence_s", ()))}) for item in raw["items"]
+        )
     return Event(
         type=cast(EventType, etype),
         call_id=data["call_id"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 
 from sidecar.bus import Bus
 from sidecar.call import CallPipeline
@@ -18,6 +19,8 @@ from sidecar.clock import Clock
 from sidecar.engine import SpeechEngine
 from sidecar.events import CallEnded, CallStarted, Event, TranscriptFinal, Word
 from sidecar.frames import AudioFrame
+
+Emit = Callable[[Event], Awaitable[Event]]
 
 FRAME_S = 0.02
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -28,7 +31,15 @@ def new_call_id(prefix: str = "call") -> str:
 
 
 async def replay_audio(
-    call: AudioCall, *, call_id: str, bus: Bus, engine: SpeechEngine, clock: Clock, lang: str, realtime: bool
+    call: AudioCall,
+    *,
+    call_id: str,
+    bus: Bus,
+    engine: SpeechEngine,
+    clock: Clock,
+    lang: str,
+    realtime: bool,
+    emit: Emit | None = None,
 ) -> CallPipeline:
     pipeline = CallPipeline(
         call_id,
@@ -38,6 +49,7 @@ async def replay_audio(
         channels=tuple(call.channels),
         overflow="block",
         catch_up=realtime,
+        emit=emit,
     )
     await pipeline.start(
         str(call.path),
@@ -62,10 +74,12 @@ async def replay_audio(
 
 
 def transcript_lang(text: str, requested: str) -> str:
-    if requested != "auto":
-        return requested
+    """A turn's language: Chinese script is Chinese whatever was requested; otherwise the request
+    (``auto`` meaning English for Latin script)."""
     chars = sum(1 for ch in text if not ch.isspace())
-    return "zh" if chars and len(_CJK.findall(text)) / chars >= 0.3 else "en"
+    if chars and len(_CJK.findall(text)) / chars >= 0.3:
+        return "zh"
+    return "en" if requested in ("auto", "zh") else requested
 
 
 def estimated_words(text: str, lang: str, start: float, end: float) -> tuple[Word, ...]:
@@ -78,9 +92,17 @@ def estimated_words(text: str, lang: str, start: float, end: float) -> tuple[Wor
 
 
 async def replay_transcript(
-    call: TranscriptCall, *, call_id: str, bus: Bus, clock: Clock, lang: str, realtime: bool
+    call: TranscriptCall,
+    *,
+    call_id: str,
+    bus: Bus,
+    clock: Clock,
+    lang: str,
+    realtime: bool,
+    emit: Emit | None = None,
 ) -> None:
-    await bus.publish(
+    publish = emit or bus.publish
+    await publish(
         Event("call.started", call_id, None, 0.0, 0.0,
               CallStarted(str(call.path), lang, ("agent", "customer"), realtime, {"mode": "transcript"}))
     )  # fmt: skip
@@ -93,8 +115,8 @@ async def replay_transcript(
         payload = TranscriptFinal(
             turn.text.strip(), words, turn_lang, segments[turn.channel], None, "estimated"
         )
-        await bus.publish(Event("transcript.final", call_id, turn.channel, turn.start_s, turn.end_s, payload))
-    await bus.publish(
+        await publish(Event("transcript.final", call_id, turn.channel, turn.start_s, turn.end_s, payload))
+    await publish(
         Event("call.ended", call_id, None, 0.0, call.duration_s,
               CallEnded("completed", call.duration_s, {"turns": float(len(call.turns))}))
     )  # fmt: skip

@@ -1,0 +1,68 @@
+"""The process-wide coach: the rule pack (hot reloaded), the embedder, and one session per call.
+
+Hot reload: ``reload_if_changed`` compares the pack directory's fingerprint (file names, sizes,
+mtimes); a changed pack is loaded and validated in full, compiled, then swapped in with one
+assignment, and every live session picks it up at its next utterance. A pack with errors is
+refused (logged, listed in ``last_error``): the running rules stay in force and no call drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+
+from coach.compiled import CompiledRules, compile_rules
+from coach.rules import DEFAULT_PACK, RulePackError, fingerprint, load_rules
+from coach.session import CoachSession
+from knowledge.embed import Embedder, load_embedder
+
+log = logging.getLogger(__name__)
+
+
+class Coach:
+    def __init__(
+        self, rules_dir: Path | None = None, *, embedder: Embedder | str | None = "embed-e5"
+    ) -> None:
+        self.rules_dir = rules_dir or DEFAULT_PACK
+        self.embedder = load_embedder(embedder) if isinstance(embedder, str) else embedder
+        self._lock = threading.Lock()
+        self.compiled: CompiledRules = compile_rules(load_rules(self.rules_dir), self.embedder)
+        self.last_error: RulePackError | None = None
+        self.reloads = 0
+        self._sessions: dict[str, CoachSession] = {}
+
+    def session(self, call_id: str, lang: str) -> CoachSession:
+        session = CoachSession(call_id, lang, self.compiled, self.embedder)
+        self._sessions[call_id] = session
+        return session
+
+    def close_session(self, call_id: str) -> None:
+        self._sessions.pop(call_id, None)
+
+    def reload_if_changed(self) -> bool:
+        """Load the pack again if its files changed; True when new rules are now in force."""
+        with self._lock:
+            if fingerprint(self.rules_dir) == self.compiled.source.fingerprint:
+                return False
+            try:
+                rules = load_rules(self.rules_dir)
+            except RulePackError as exc:
+                if self.last_error is None or exc.problems != self.last_error.problems:
+                    log.error("rule pack %s not reloaded: %s", self.rules_dir, "; ".join(exc.problems))
+                self.last_error = exc
+                return False
+            self.compiled = compile_rules(rules, self.embedder)
+            self.last_error = None
+            self.reloads += 1
+            for session in list(self._sessions.values()):
+                session.use_rules(self.compiled)
+            log.info("rule pack %s reloaded: %s", self.rules_dir, rules.versions)
+            return True
+
+    async def watch(self, interval_s: float = 1.0) -> None:
+        """Poll the pack directory until cancelled (compiling runs in a worker thread)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await asyncio.to_thread(self.reload_if_changed)

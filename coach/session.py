@@ -1,0 +1,211 @@
+"""One call's coach: raw transcript events in, redacted transcripts and coaching events out.
+
+``process`` is synchronous and may embed text, so callers run it off the event loop (see
+``coach.sink``). State per call: the recent finals, what was already alerted (one alert per
+category and speech segment: a partial that fired is not repeated by its final), the checklist,
+the emotion curve and what the scorecard needs. The unredacted text never leaves this object:
+every transcript and evidence string is redacted before it is returned.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+
+from coach import checklist
+from coach.compiled import CompiledRules
+from coach.emotion import EmotionCurve
+from coach.intents import detect_intents
+from coach.matcher import Units, prepare
+from coach.redact import redact, redact_tokens
+from coach.scorecard import AlertRecord, CallSummary, scorecard
+from coach.text import is_chinese
+from coach.violations import Finding, detect_dead_air, detect_violations
+from coach.window import Utterance, Window
+from knowledge.embed import Embedder
+from sidecar.events import (
+    Alert,
+    CallEnded,
+    Channel,
+    Checklist,
+    Emotion,
+    Event,
+    Intent,
+    TranscriptFinal,
+    TranscriptPartial,
+)
+
+HISTORY = 64  # finals kept for context conditions and the hold lookback
+
+
+class CoachSession:
+    def __init__(self, call_id: str, lang: str, rules: CompiledRules, embedder: Embedder | None) -> None:
+        self.call_id = call_id
+        self.lang = lang if lang in ("en", "zh") else "en"
+        self.rules = rules
+        self.embedder = embedder
+        self.history: deque[Utterance] = deque(maxlen=HISTORY)
+        self.alerted: set[tuple[str, str | None, int]] = set()
+        self.intents_seen: set[tuple[str, str | None, int]] = set()
+        self.checklist, self._initial_changes = checklist.initial_checklist(rules, self.lang)
+        self.curve = EmotionCurve()
+        self.last_speech_end = 0.0
+        self.speaking: dict[Channel, float | None] = {"agent": None, "customer": None}  # open segment start
+        self.dead_air_from: float | None = None  # gap start already alerted
+        self.talk_s: dict[Channel, float] = {"agent": 0.0, "customer": 0.0}
+        self.alert_log: list[AlertRecord] = []
+        self.temperatures: list[tuple[float, float]] = []
+        self.steps_done: list[tuple[str, float]] = []
+        self.steps_missed: list[tuple[str, float]] = []
+
+    # ------------------------------------------------------------------ entry points
+
+    def use_rules(self, rules: CompiledRules) -> None:
+        """Hot reload: later utterances use the new rules; the call's state carries on."""
+        self.rules = rules
+
+    def started(self) -> list[Event]:
+        return [self._checklist_event(c, 0.0) for c in self._initial_changes]
+
+    def process(self, event: Event) -> list[Event]:
+        if event.type in ("transcript.partial", "transcript.final") and event.channel is not None:
+            return self._transcript(event)
+        if event.type == "call.ended":
+            assert isinstance(event.payload, CallEnded)
+            return [*self._finish(event.t_end), event]
+        return [event]
+
+    def tick(self, now_s: float) -> list[Event]:
+        """Live dead-air check while nobody speaks (called every ~0.5 s of call time)."""
+        if any(v is not None for v in self.speaking.values()) or not self.history:
+            return []
+        return self._dead_air(self.last_speech_end, now_s)
+
+    # ------------------------------------------------------------------ transcripts
+
+    def _transcript(self, event: Event) -> list[Event]:
+        payload = event.payload
+        assert isinstance(payload, TranscriptPartial | TranscriptFinal)
+        assert event.channel is not None
+        final = isinstance(payload, TranscriptFinal)
+        lang = "zh" if is_chinese(payload.text) else "en"
+        if lang == "zh":
+            self.lang = "zh"
+        utt = Utterance(event.channel, payload.text, event.t_start, event.t_end, payload.segment, final, lang,
+                        payload.prosody if isinstance(payload, TranscriptFinal) else None)  # fmt: skip
+        out: list[Event] = []
+        if self.speaking[utt.channel] is None:  # a new segment: was there dead air before it?
+            out += self._dead_air(self.last_speech_end, utt.t_start)
+        self.speaking[utt.channel] = None if final else utt.t_start
+        out.insert(0, self._redacted(event))
+        window = Window(utt, tuple(self.history))
+        units = prepare(utt.text, self.embedder if self.rules.semantic else None)
+        for finding in detect_violations(window, self.rules, units):
+            out += self._alert(finding, utt.channel, utt.segment, "final" if final else "partial")
+        if final:
+            out += self._final(window, units)
+            self.history.append(utt)
+            self.talk_s[utt.channel] += max(0.0, utt.t_end - utt.t_start)
+            self.last_speech_end = max(self.last_speech_end, utt.t_end)
+        return out
+
+    def _final(self, window: Window, units: Units) -> list[Event]:
+        utt = window.current
+        out: list[Event] = []
+        self.checklist, changes = checklist.advance(self.checklist, window, units, self.rules)
+        out += [self._checklist_event(c, utt.t_end) for c in changes]
+        out += self._missed_alerts(changes, utt.t_end)
+        if utt.channel != "customer":
+            return out
+        names = []
+        for found in detect_intents(window, self.rules, units):
+            key = (found.rule.rule.intent, utt.channel, utt.segment)
+            names.append(found.rule.rule.intent)
+            if key in self.intents_seen:
+                continue
+            self.intents_seen.add(key)
+            out.append(Event("intent", self.call_id, utt.channel, utt.t_start, utt.t_end,
+                             Intent(found.rule.rule.intent, found.confidence, redact(found.hit.evidence, utt.lang),
+                                    found.rule.rule.id)))  # fmt: skip
+        last_agent = next((u for u in reversed(self.history) if u.channel == "agent"), None)
+        overtalk = last_agent is not None and utt.t_start < last_agent.t_end - 0.3
+        prev_end = self.history[-1].t_end if self.history else utt.t_start
+        self.curve, reading = self.curve.update(
+            utt.text, utt.lang, utt.prosody, names, overtalk=overtalk, waited_s=utt.t_start - prev_end
+        )
+        self.temperatures.append((utt.t_end, reading.temperature))
+        out.append(Event("emotion", self.call_id, "customer", utt.t_start, utt.t_end,
+                         Emotion(reading.temperature, reading.utterance, reading.label, reading.drivers,
+                                 reading.warning)))  # fmt: skip
+        return out
+
+    def _redacted(self, event: Event) -> Event:
+        payload = event.payload
+        assert isinstance(payload, TranscriptPartial | TranscriptFinal)
+        lang = payload.lang
+        sep = "" if lang == "zh" else " "
+        tokens = redact_tokens([w.text for w in payload.words], lang, sep)
+        words = tuple(replace(w, text=t) for w, t in zip(payload.words, tokens, strict=True) if t)
+        new = replace(payload, text=redact(payload.text, lang), words=words)
+        if isinstance(new, TranscriptPartial):
+            new = replace(new, stable_text=redact(new.stable_text, lang))
+        return replace(event, payload=new)
+
+    # ------------------------------------------------------------------ alerts
+
+    def _alert(self, finding: Finding, channel: Channel | None, segment: int, source: str) -> list[Event]:
+        rule = finding.rule.rule
+        key = (rule.category, channel, segment)
+        if key in self.alerted:
+            return []
+        self.alerted.add(key)
+        self.alert_log.append(AlertRecord(rule.category, rule.severity, finding.t_end))
+        lang = self.lang
+        payload = Alert(rule.category, rule.severity, rule.id, rule.message, redact(finding.hit.evidence, lang),
+                        None, rule.snippet, source, redact(finding.hit.reason, lang))  # type: ignore[arg-type]  # fmt: skip
+        return [Event("alert", self.call_id, channel, finding.t_start, finding.t_end, payload)]
+
+    def _dead_air(self, gap_start: float, gap_end: float) -> list[Event]:
+        if self.dead_air_from == gap_start or not self.history:
+            return []
+        finding = detect_dead_air(tuple(self.history), gap_start, gap_end, self.rules, self.history[-1].lang)
+        if finding is None:
+            return []
+        self.dead_air_from = gap_start
+        return self._alert(finding, None, -int(gap_start * 1000) - 1, "timing")
+
+    def _checklist_event(self, change: checklist.Change, t: float) -> Event:
+        s = change.status
+        if s.state == "done":
+            self.steps_done.append((s.step, t))
+        elif s.state == "missed":
+            self.steps_missed.append((s.step, t))
+        state = "due" if s.state == "pending" else s.state
+        return Event("checklist", self.call_id, "agent", t, t,
+                     Checklist(s.step, state, s.mandatory, redact(s.evidence, self.lang)))  # fmt: skip
+
+    def _missed_alerts(self, changes: list[checklist.Change], t: float) -> list[Event]:
+        out = []
+        for change in changes:
+            if change.alert:
+                step = change.spec.step
+                self.alert_log.append(AlertRecord("missing_disclosure", step.severity, t))
+                out.append(Event("alert", self.call_id, "agent", t, t,
+                                 Alert("missing_disclosure", step.severity, step.id, step.message,
+                                       redact(change.status.evidence, self.lang), step.step, None, "checklist")))  # fmt: skip
+        return out
+
+    def _finish(self, t_end: float) -> list[Event]:
+        changes = checklist.finish(self.checklist, self.rules, self.lang, t_end)
+        out = [self._checklist_event(c, t_end) for c in changes] + self._missed_alerts(changes, t_end)
+        summary = CallSummary(
+            duration_s=max(t_end, self.last_speech_end),
+            agent_talk_s=self.talk_s["agent"],
+            customer_talk_s=self.talk_s["customer"],
+            alerts=tuple(self.alert_log),
+            steps_done=tuple(self.steps_done),
+            steps_missed=tuple(self.steps_missed),
+            temperatures=tuple(self.temperatures),
+        )
+        out.append(Event("score", self.call_id, None, 0.0, t_end, scorecard(summary)))
+        return out

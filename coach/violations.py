@@ -1,0 +1,91 @@
+"""Violations: pure functions from the call window (and the compiled rules) to findings.
+
+``detect_violations`` looks at the current utterance (a partial or a final) of the speaking side;
+``detect_dead_air`` at the silence between utterances. Neither remembers anything: the session
+decides what was already alerted (one alert per category and speech segment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from coach.compiled import CompiledRule, CompiledRules
+from coach.matcher import Hit, Units
+from coach.redact import find_pii
+from coach.text import clauses
+from coach.window import Utterance, Window
+
+# When two categories fire on the same words, the graver one is the finding.
+_HOLD_LOOKBACK_S = 30.0  # a hold announcement counts for the silence right after it
+_SUPERSEDES = {"unprofessional": ("abuse", "discrimination"), "false_promise": ("misleading_claim",)}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: CompiledRule
+    hit: Hit
+    t_start: float
+    t_end: float
+
+
+def _applies(rule: CompiledRule, utt: Utterance) -> bool:
+    r = rule.rule
+    return r.channel in ("any", utt.channel) and r.lang in ("any", utt.lang) and r.match.timing is None
+
+
+def _pii_hit(rule: CompiledRule, utt: Utterance) -> Hit | None:
+    kinds = rule.rule.match.pii
+    if not kinds:
+        return None
+    for span in find_pii(utt.text, utt.lang):
+        if span.kind in kinds:
+            return Hit(utt.text[span.start : span.end], f"reads out a {span.kind.replace('_', ' ')}", 1.0)
+    return None
+
+
+def detect_violations(window: Window, rules: CompiledRules, units: Units) -> list[Finding]:
+    """Every rule that matches the current utterance, graver categories first."""
+    utt = window.current
+    found: dict[str, Finding] = {}
+    for rule in rules.rules:
+        if not _applies(rule, utt) or rule.rule.category in found:
+            continue
+        matcher = rule.matcher
+        hit = _pii_hit(rule, utt) or (matcher.match(units) if matcher.spec.text else None)
+        if hit is None or not matcher.context_ok(
+            window.recent(matcher.spec.context.turns if matcher.spec.context else 1)
+        ):
+            continue
+        found[rule.rule.category] = Finding(rule, hit, utt.t_start, utt.t_end)
+    for lesser, graver in _SUPERSEDES.items():
+        if lesser in found and any(g in found for g in graver):
+            del found[lesser]
+    return list(found.values())
+
+
+def detect_dead_air(
+    history: Sequence[Utterance], gap_start: float, gap_end: float, rules: CompiledRules, lang: str
+) -> Finding | None:
+    """Silence from ``gap_start`` (end of the last speech) to ``gap_end`` (next speech, or now).
+
+    Excused when the agent announced a hold shortly before (``excused_by`` within ``excuse_s``).
+    """
+    for rule in rules.rules:
+        timing = rule.rule.match.timing
+        if timing is None or rule.rule.lang not in ("any", lang) or gap_end - gap_start < timing.silence_s:
+            continue
+        excuse = None
+        for utt in reversed(history):
+            if utt.t_end < gap_start - _HOLD_LOOKBACK_S:
+                break
+            if utt.channel == "agent" and rule.excuse is not None:
+                excuse = rule.excuse.lexical(clauses(utt.text))
+                if excuse is not None:
+                    break
+        if excuse is not None and gap_end - gap_start <= timing.excuse_s:
+            continue
+        seconds = gap_end - gap_start
+        return Finding(rule, Hit(f"{seconds:.0f} s of silence", f"silence ≥ {timing.silence_s:g} s", 1.0),
+                       gap_start, gap_end)  # fmt: skip
+    return None
