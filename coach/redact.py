@@ -393,13 +393,17 @@ def redact_tokens(tokens: Sequence[str], lang: str = "en", sep: str = " ") -> li
         return list(tokens)
     placed = [False] * len(spans)
     out: list[str] = []
+    first = 0  # spans and tokens are both in text order
     for tok, (ts, te) in zip(tokens, offsets, strict=True):
+        while first < len(spans) and spans[first].end <= ts:
+            first += 1
         parts: list[str] = []
         cur = ts
         touched = got_placeholder = False
-        for j, span in enumerate(spans):
-            if span.end <= ts or span.start >= te:
-                continue
+        for j in range(first, len(spans)):
+            span = spans[j]
+            if span.start >= te:
+                break
             touched = True
             if span.start > cur:
                 parts.append(text[cur : span.start])
@@ -414,7 +418,6 @@ def redact_tokens(tokens: Sequence[str], lang: str = "en", sep: str = " ") -> li
             parts.append(text[cur:te])
         new = "".join(parts)
         out.append(new if got_placeholder or new.strip() else "")
-    # a span that starts and ends inside separators only (never with " " or "") goes to no token
     return out
 
 
@@ -607,7 +610,7 @@ def _secret_value(
         tok = m.group().rstrip(_VALUE_STRIP)
         low = tok.lower()
         spelled = len(tok) == 1 and bool(tokens) and len(tokens[-1]) == 1  # "P A S S 1 2"
-        if not tok or (low in _VALUE_STOP and not spelled):
+        if not any(c.isalnum() for c in tok) or (low in _VALUE_STOP and not spelled):
             break
         if tokens and not (len(tok) <= 2 or _has_digit(tok) or low in _WORD_DIGITS or low in _SPELL_WORDS):
             break

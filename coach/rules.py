@@ -259,7 +259,7 @@ class _Checker:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             self.fail(value, line, f"{what} must be a list of non-empty strings")
             return ()
-        return tuple(str(v) for v in value)
+        return tuple(value)  # keeps each string's line for later messages
 
     def text_match(self, data: Any, line: int, what: str) -> TextMatch:
         if data is None:

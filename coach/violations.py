@@ -59,7 +59,10 @@ def detect_violations(window: Window, rules: CompiledRules, units: Units) -> lis
             continue
         found[rule.rule.category] = Finding(rule, hit, utt.t_start, utt.t_end)
     for lesser, graver in _SUPERSEDES.items():
-        if lesser in found and any(g in found for g in graver):
+        # a graver reading wins, unless it is only a resemblance and the lesser one an exact match
+        if lesser in found and any(
+            g in found and found[g].hit.score >= found[lesser].hit.score for g in graver
+        ):
             del found[lesser]
     return list(found.values())
 
@@ -75,14 +78,15 @@ def detect_dead_air(
         timing = rule.rule.match.timing
         if timing is None or rule.rule.lang not in ("any", lang) or gap_end - gap_start < timing.silence_s:
             continue
+        # only the agent's last words before the silence can announce it
+        last_agent = next((u for u in reversed(history) if u.channel == "agent"), None)
         excuse = None
-        for utt in reversed(history):
-            if utt.t_end < gap_start - _HOLD_LOOKBACK_S:
-                break
-            if utt.channel == "agent" and rule.excuse is not None:
-                excuse = rule.excuse.lexical(clauses(utt.text))
-                if excuse is not None:
-                    break
+        if (
+            last_agent is not None
+            and rule.excuse is not None
+            and last_agent.t_end >= gap_start - _HOLD_LOOKBACK_S
+        ):
+            excuse = rule.excuse.lexical(clauses(last_agent.text))
         if excuse is not None and gap_end - gap_start <= timing.excuse_s:
             continue
         seconds = gap_end - gap_start

@@ -61,6 +61,7 @@ POSITIVES: list[tuple[str, str, str, str]] = [
     ("my account number is 1 2 3 4 5 6 7 8", "en", "[account ••••5678]", "1 2 3 4 5 6 7 8"),
     ("the account, uh, it's 40 30 20 99", "en", "[account ••••2099]", "40 30 20 99"),
     ("sort code 20-00-00 and", "en", "[account ••••0000]", "20-00-00"),
+    ("account 00012345 and sort code 40-47-84", "en", "[account ••••4784]", "40-47-84"),
     ("IBAN GB29 NWBK 6016 1331 9268 19", "en", "[account ••••6819]", "6016 1331"),
     ("账号是六二二二零二一二三四", "zh", "[account ••••1234]", "六二二二零二一二三四"),
     ("我的账户 88 0955 0955", "zh", "[account ••••0955]", "88 0955"),
@@ -77,6 +78,7 @@ POSITIVES: list[tuple[str, str, str, str]] = [
     ("my password is hunter2 and it doesn't work", "en", "[password]", "hunter2"),
     ("my password is Sunshine", "en", "[password]", "Sunshine"),
     ("the password is capital H u n t e r 2", "en", "[password]", "H u n t e r"),
+    ("My password is P A S S W O R D 1 2 3.", "en", "[password]", "W O R D 1 2 3"),
     ("my PIN is 4 4 1 2", "en", "[password]", "4 4 1 2"),
     ("passcode: seven seven three one", "en", "[password]", "seven seven three one"),
     ("密码是abc123，谢谢", "zh", "[password]", "abc123"),
@@ -222,6 +224,43 @@ def test_redact_tokens_chinese_characters():
     assert "".join(out) == "身份证号是[id ••••4417]好的"
     assert out[5] == "[id ••••4417]"
     assert out[6:23] == [""] * 17
+
+
+def test_redact_tokens_several_spans_and_leading_spaces():
+    # Whisper-style tokens carry their leading space and are joined with ""
+    tokens = [
+        " my",
+        " PIN",
+        " is",
+        " 4",
+        " 4",
+        " 1",
+        " 2",
+        " and",
+        " my",
+        " phone",
+        " is",
+        " 415",
+        " 555",
+        " 0132",
+    ]
+    out = redact_tokens(tokens, sep="")
+    assert out == [
+        " my",
+        " PIN",
+        " is",
+        " [password]",
+        "",
+        "",
+        "",
+        " and",
+        " my",
+        " phone",
+        " is",
+        " [phone]",
+        "",
+        "",
+    ]
 
 
 def test_redact_tokens_without_pii_returns_a_copy():
