@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from coach.rules import DEFAULT_PACK, CATEGORIES, RulePackError, load_rules
+from coach.rules import CATEGORIES, DEFAULT_PACK, RulePackError, load_rules
 
 pytestmark = pytest.mark.unit
 

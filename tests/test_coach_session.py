@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -140,7 +141,7 @@ async def test_an_alert_on_a_partial_is_not_repeated_by_its_final(coach: Coach) 
     assert abuse[0].source == "partial"
 
 
-async def _take(bus: InMemoryBus, call_id: str):  # type: ignore[no-untyped-def]
+async def _take(bus: InMemoryBus, call_id: str) -> AsyncIterator[Event]:
     sub = bus.subscribe(call_id, after_seq=0)
     while True:
         try:
