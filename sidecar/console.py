@@ -5,10 +5,24 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from sidecar.events import CallEnded, CallStarted, Event, TranscriptFinal, TranscriptPartial
+from sidecar.events import (
+    Alert,
+    CallEnded,
+    CallStarted,
+    Checklist,
+    Emotion,
+    Event,
+    Intent,
+    Score,
+    Suggestion,
+    TranscriptFinal,
+    TranscriptPartial,
+    Whisper,
+)
 
 _COLOURS = {"agent": "\033[36m", "customer": "\033[33m"}
 _DIM, _BOLD, _RESET = "\033[2m", "\033[1m", "\033[0m"
+_SEVERITY = {"fatal": "\033[1;31m", "serious": "\033[31m", "general": "\033[35m"}
 
 
 def render(event: Event, colour: bool = False) -> str | None:
@@ -29,8 +43,30 @@ def render(event: Event, colour: bool = False) -> str | None:
     who = (event.channel or "?").upper().ljust(8)
     if isinstance(p, TranscriptPartial):
         return paint(_DIM, f"{stamp} {who} … {p.text}")
-    assert isinstance(p, TranscriptFinal)
-    return f"{stamp} " + paint(_COLOURS.get(event.channel or "", ""), f"{who} {p.text}")
+    if isinstance(p, TranscriptFinal):
+        return f"{stamp} " + paint(_COLOURS.get(event.channel or "", ""), f"{who} {p.text}")
+    if isinstance(p, Alert):
+        what = p.step or p.category
+        return paint(_SEVERITY.get(p.severity, _BOLD), f"{stamp} ! {p.severity.upper()} {what}: {p.message}"
+                     + (f"  «{p.evidence}»" if p.evidence else ""))  # fmt: skip
+    if isinstance(p, Checklist):
+        return None if p.state == "due" else paint(_DIM, f"{stamp}   checklist {p.step}: {p.state}")
+    if isinstance(p, Intent):
+        return paint(_DIM, f"{stamp}   intent {p.intent} ({p.confidence:.2f})")
+    if isinstance(p, Emotion):
+        bar = "▁▂▃▄▅▆▇█"[min(7, max(0, round((p.temperature + 1) * 3.5)))]
+        note = " WARNING: falling fast" if p.warning else ""
+        return paint(_DIM, f"{stamp}   customer {bar} {p.temperature:+.2f} {p.label}{note}")
+    if isinstance(p, Suggestion):
+        return paint(_BOLD, f"{stamp} → {p.title} ({p.reason})")
+    if isinstance(p, Whisper):
+        return paint(_BOLD, f"{stamp} supervisor ({p.author}): {p.text}")
+    if isinstance(p, Score):
+        return paint(
+            _BOLD,
+            f"{stamp} QA score {p.total:.0f}/100 " + ", ".join(f"{k} {v:.0f}" for k, v in p.sections.items()),
+        )
+    return None
 
 
 def print_readable(event: Event, out: TextIO = sys.stdout) -> None:
