@@ -17,6 +17,7 @@ from coach.compiled import CompiledRules, compile_rules
 from coach.rules import DEFAULT_PACK, RulePackError, fingerprint, load_rules
 from coach.session import CoachSession
 from knowledge.embed import Embedder, load_embedder
+from knowledge.policy import SuggestionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,8 @@ class Coach:
         self.reloads = 0
         self._sessions: dict[str, CoachSession] = {}
 
-    def session(self, call_id: str, lang: str) -> CoachSession:
-        session = CoachSession(call_id, lang, self.compiled, self.embedder)
+    def session(self, call_id: str, lang: str, knowledge: SuggestionPolicy | None = None) -> CoachSession:
+        session = CoachSession(call_id, lang, self.compiled, self.embedder, knowledge)
         self._sessions[call_id] = session
         return session
 

@@ -23,6 +23,7 @@ from coach.text import is_chinese
 from coach.violations import Finding, detect_dead_air, detect_violations
 from coach.window import Utterance, Window
 from knowledge.embed import Embedder
+from knowledge.policy import PolicyState, SuggestionPolicy
 from sidecar.events import (
     Alert,
     CallEnded,
@@ -31,6 +32,7 @@ from sidecar.events import (
     Emotion,
     Event,
     Intent,
+    Suggestion,
     TranscriptFinal,
     TranscriptPartial,
 )
@@ -39,8 +41,17 @@ HISTORY = 64  # finals kept for context conditions and the hold lookback
 
 
 class CoachSession:
-    def __init__(self, call_id: str, lang: str, rules: CompiledRules, embedder: Embedder | None) -> None:
+    def __init__(
+        self,
+        call_id: str,
+        lang: str,
+        rules: CompiledRules,
+        embedder: Embedder | None,
+        knowledge: SuggestionPolicy | None = None,
+    ) -> None:
         self.call_id = call_id
+        self.knowledge = knowledge
+        self.knowledge_state = PolicyState()
         self.lang = lang if lang in ("en", "zh") else "en"
         self.rules = rules
         self.embedder = embedder
@@ -134,10 +145,25 @@ class CoachSession:
             utt.text, utt.lang, utt.prosody, names, overtalk=overtalk, waited_s=utt.t_start - prev_end
         )
         self.temperatures.append((utt.t_end, reading.temperature))
+        out += self._suggest(utt, names)
         out.append(Event("emotion", self.call_id, "customer", utt.t_start, utt.t_end,
                          Emotion(reading.temperature, reading.utterance, reading.label, reading.drivers,
                                  reading.warning)))  # fmt: skip
         return out
+
+    def _suggest(self, utt: Utterance, intents: list[str]) -> list[Event]:
+        if self.knowledge is None:
+            return []
+        self.knowledge_state, firing = self.knowledge.decide(
+            self.knowledge_state, utt.text, utt.t_end, intents
+        )
+        if firing is None:
+            return []
+        snippet = self.knowledge.snippets[firing.snippet_id]
+        payload = Suggestion(
+            firing.snippet_id, snippet.title, snippet.body, firing.score, redact(firing.reason, utt.lang)
+        )
+        return [Event("suggestion", self.call_id, utt.channel, utt.t_start, utt.t_end, payload)]
 
     def _redacted(self, event: Event) -> Event:
         payload = event.payload

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from coach.engine import Coach
 from coach.session import CoachSession
+from knowledge.policy import SuggestionPolicy
 from sidecar.bus import Bus
 from sidecar.events import CallStarted, Event
 
@@ -25,8 +26,11 @@ _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coach")
 class CoachSink:
     """``emit`` for one call: an async callable taking raw events."""
 
-    def __init__(self, coach: Coach, bus: Bus, *, tick_s: float = 0.5) -> None:
+    def __init__(
+        self, coach: Coach, bus: Bus, *, tick_s: float = 0.5, knowledge: SuggestionPolicy | None = None
+    ) -> None:
         self.coach = coach
+        self.knowledge = knowledge
         self.bus = bus
         self.tick_s = tick_s
         self.session: CoachSession | None = None
@@ -38,7 +42,7 @@ class CoachSink:
         async with self._lock:
             if event.type == "call.started":
                 assert isinstance(event.payload, CallStarted)
-                self.session = self.coach.session(event.call_id, event.payload.lang)
+                self.session = self.coach.session(event.call_id, event.payload.lang, self.knowledge)
                 published = await self.bus.publish(event)
                 for extra in await loop.run_in_executor(_pool, self.session.started):
                     await self.bus.publish(extra)

@@ -130,6 +130,7 @@ async def _replay(
         engine = SpeechEngine(settings)
         engine.preload(args.lang)  # before call.started: model loading is not call latency
     coach = None
+    background: list[asyncio.Task[None]] = []
     if not getattr(args, "no_coach", False):
         from coach.engine import Coach
 
@@ -142,8 +143,9 @@ async def _replay(
 
         sink = CoachSink(coach, bus)
         emit = sink
-        if realtime:
+        if realtime:  # a live call: dead air while nobody speaks, rule-pack edits picked up
             sink.start_ticking(clock.elapsed)
+            background.append(asyncio.create_task(coach.watch()))
     subscription = bus.subscribe(call_id, after_seq=0)
     printing = asyncio.create_task(_drain(subscription, printer))
     await asyncio.sleep(0)
@@ -159,6 +161,8 @@ async def _replay(
         await printing
     finally:
         printing.cancel()
+        for task in background:
+            task.cancel()
         if engine is not None:
             engine.close()
     return 0

@@ -61,12 +61,11 @@ def render(event: Event, colour: bool = False) -> str | None:
         return paint(_BOLD, f"{stamp} → {p.title} ({p.reason})")
     if isinstance(p, Whisper):
         return paint(_BOLD, f"{stamp} supervisor ({p.author}): {p.text}")
-    if isinstance(p, Score):
-        return paint(
-            _BOLD,
-            f"{stamp} QA score {p.total:.0f}/100 " + ", ".join(f"{k} {v:.0f}" for k, v in p.sections.items()),
-        )
-    return None
+    assert isinstance(p, Score)
+    return paint(
+        _BOLD,
+        f"{stamp} QA score {p.total:.0f}/100 " + ", ".join(f"{k} {v:.0f}" for k, v in p.sections.items()),
+    )
 
 
 def print_readable(event: Event, out: TextIO = sys.stdout) -> None:
