@@ -159,9 +159,11 @@ class CoachSession:
         )
         if firing is None:
             return []
-        snippet = self.knowledge.snippets[firing.snippet_id]
+        snippet = self.knowledge.knowledge.get(firing.snippet_id)
+        if snippet is None:  # withdrawn since the search
+            return []
         payload = Suggestion(
-            firing.snippet_id, snippet.title, snippet.body, firing.score, redact(firing.reason, utt.lang)
+            snippet.id, snippet.title, snippet.body, firing.score, redact(firing.reason, utt.lang)
         )
         return [Event("suggestion", self.call_id, utt.channel, utt.t_start, utt.t_end, payload)]
 

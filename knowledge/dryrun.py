@@ -11,9 +11,10 @@ Customer text and reasons are redacted (``coach.redact``) before they enter the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from coach.redact import redact
 from knowledge.snippets import KnowledgeError, Snippet, load_snippets_jsonl
@@ -21,6 +22,14 @@ from sidecar.callfile import TranscriptCall, Turn, load_call
 from sidecar.errors import InputError
 
 EXCERPT_CHARS = 80
+
+
+class TranscriptError(InputError):
+    """One or more call transcripts we cannot read; ``problems`` lists each (file:line: why)."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +43,24 @@ class Firing:
     reason: str
 
 
-Suggest = Callable[[list[Turn], list[Snippet]], list[Firing]]
+class FiringLike(Protocol):
+    """What ``dry_run`` reads from a suggestion function's results: ``Firing`` or any dataclass with
+    these fields (the policy may have its own)."""
+
+    @property
+    def t_s(self) -> float: ...
+    @property
+    def snippet_id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def reason(self) -> str: ...
+
+
+# suggest(turns of one whole call, draft snippets) -> what would have been shown, and when
+Suggest = Callable[[list[Turn], list[Snippet]], Sequence[FiringLike]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +121,7 @@ def dry_run(draft: Path, calls_dir: Path, *, suggest: Suggest) -> DryRunReport:
     """Run every transcript in ``calls_dir`` through ``suggest`` with the snippets of ``draft``.
 
     A bad draft raises ``KnowledgeError`` listing every bad line; bad transcripts raise one
-    ``InputError`` listing every bad file (with its line); nothing is run then.
+    ``TranscriptError`` (an ``InputError``) listing every bad file (with its line); nothing is run then.
     """
     snippets = load_snippets_jsonl(draft)
     if not snippets:
@@ -117,10 +143,12 @@ def dry_run(draft: Path, calls_dir: Path, *, suggest: Suggest) -> DryRunReport:
         assert isinstance(call, TranscriptCall)  # a .jsonl is always a transcript
         calls.append(call)
     if len(problems) == 1:
-        raise InputError(problems[0])
+        raise TranscriptError(problems[0])
     if problems:
         listing = "\n".join(f"  {p}" for p in problems)
-        raise InputError(f"{calls_dir}: {len(problems)} bad transcript files:\n{listing}")
+        raise TranscriptError(
+            f"{calls_dir}: {len(problems)} bad transcript files:\n{listing}", tuple(problems)
+        )
 
     results = [_run_call(call, snippets, suggest) for call in calls]
     return DryRunReport(draft, tuple(snippets), tuple(results))

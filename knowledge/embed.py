@@ -104,7 +104,7 @@ class UseEmbedder(_Cached):
         self.dim = 512
 
     def _encode(self, texts: list[str], query: bool) -> Matrix:
-        return np.asarray(self._model.embed(texts), dtype=np.float32)
+        return np.asarray(self._model.encode(texts), dtype=np.float32)
 
 
 class MiniLmEmbedder(_Cached):

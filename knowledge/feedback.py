@@ -72,8 +72,8 @@ class FeedbackLog:
             raise ValueError("give both db and lock, or neither")
         self._store = store
         # SnippetStore has no public accessor for its connection and lock yet: use its own.
-        self._db: sqlite3.Connection = db if db is not None else store._db
-        self._lock: threading.RLock = lock if lock is not None else store._lock
+        self._db: sqlite3.Connection = db if db is not None else store.connection
+        self._lock: threading.RLock = lock if lock is not None else store.lock
         self._now = now
         try:
             with self._lock:

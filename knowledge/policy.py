@@ -12,12 +12,19 @@ deserves its procedure at once).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from coach.text import clauses, is_chinese, normalise
 from knowledge.snippets import Snippet
+
+if TYPE_CHECKING:
+    from knowledge.embed import Embedder
+    from knowledge.index import SearchHit
+    from knowledge.store import SnippetStore
+    from sidecar.callfile import Turn
 
 # What an intent adds to the query: the kind of procedure it calls for, in words snippets use.
 INTENT_HINTS = {
@@ -29,8 +36,49 @@ INTENT_HINTS = {
 }
 
 
-class Searcher(Protocol):
-    def search(self, text: str, k: int = 5, lang: str | None = None) -> Sequence[object]: ...
+class Knowledge(Protocol):
+    """What the policy reads: retrieval, the snippets themselves, and their trigger phrases."""
+
+    def search(self, text: str, k: int = 5, lang: str | None = None) -> Sequence[SearchHit]: ...
+
+    def get(self, snippet_id: str) -> Snippet | None: ...
+
+    def triggers(self) -> Sequence[tuple[str, str]]: ...
+
+
+class StoreKnowledge:
+    """A snippet store and the index that follows it: edits are live for every running call."""
+
+    def __init__(self, store: SnippetStore, embedder: Embedder) -> None:
+        from knowledge.index import SnippetIndex
+
+        self.store = store
+        self.index = SnippetIndex(embedder)
+        self.index.attach(store)
+        self._triggers: tuple[int, list[tuple[str, str]]] = (-1, [])
+
+    @classmethod
+    def from_jsonl(cls, path: Path, embedder: Embedder) -> StoreKnowledge:
+        """An in-memory knowledge base from a kb.jsonl file (``assist replay --kb``)."""
+        from knowledge.store import SnippetStore
+
+        store = SnippetStore(":memory:")
+        store.import_jsonl(path, actor="replay")
+        return cls(store, embedder)
+
+    def search(self, text: str, k: int = 5, lang: str | None = None) -> Sequence[SearchHit]:
+        return self.index.search(text, k, lang)
+
+    def get(self, snippet_id: str) -> Snippet | None:
+        snippet = self.store.get(snippet_id)
+        return snippet if snippet is not None and snippet.status == "published" else None
+
+    def triggers(self) -> Sequence[tuple[str, str]]:
+        revision = self.store.revision()
+        if self._triggers[0] != revision:
+            found = [(normalise(t), s.id) for s in self.store.list(status="published") for t in s.triggers]
+            self._triggers = (revision, [(p, sid) for p, sid in found if p])
+        return self._triggers[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +111,9 @@ class PolicyState:
 class SuggestionPolicy:
     """Decides on each customer utterance; keeps only a small immutable state per call."""
 
-    def __init__(
-        self, index: Searcher, snippets: Sequence[Snippet], config: PolicyConfig | None = None
-    ) -> None:
-        self.index = index
-        self.snippets = {s.id: s for s in snippets}
+    def __init__(self, knowledge: Knowledge, config: PolicyConfig | None = None) -> None:
+        self.knowledge = knowledge
         self.config = config or PolicyConfig()
-        self._triggers = [(normalise(t), s.id) for s in snippets for t in s.triggers if normalise(t)]
 
     def decide(
         self, state: PolicyState, text: str, t_s: float, intents: Sequence[str] = ()
@@ -95,10 +139,11 @@ class SuggestionPolicy:
 
     def _trigger(self, text: str, t_s: float) -> Firing | None:
         said = " ".join(c.norm for c in clauses(text))
-        for phrase, sid in self._triggers:
-            if phrase and (phrase in said if is_chinese(phrase) else f" {phrase} " in f" {said} "):
-                s = self.snippets[sid]
-                return Firing(t_s, sid, s.title, 1.0, f'trigger "{phrase}"')
+        for phrase, sid in self.knowledge.triggers():
+            if phrase in said if is_chinese(phrase) else f" {phrase} " in f" {said} ":
+                snippet = self.knowledge.get(sid)
+                if snippet is not None:
+                    return Firing(t_s, sid, snippet.title, 1.0, f'trigger "{phrase}"')
         return None
 
     def _retrieve(
@@ -110,16 +155,57 @@ class SuggestionPolicy:
         hints = sorted({INTENT_HINTS[i] for i in intents if i in INTENT_HINTS})
         if hints:
             query = f"{query} ({'; '.join(hints)})"
-        hits = [h for h in self.index.search(query, k=3) if getattr(h, "snippet_id", None) in self.snippets]
+        hits = list(self.knowledge.search(query, k=3))
         if not hits:
             return None
         best = hits[0]
-        score = float(getattr(best, "score", 0.0))
-        runner_up = float(getattr(hits[1], "score", 0.0)) if len(hits) > 1 else 0.0
-        confident = score >= cfg.sure_score or (score >= cfg.min_score and score - runner_up >= cfg.margin)
-        if not confident:
+        runner_up = hits[1].score if len(hits) > 1 else 0.0
+        confident = best.score >= cfg.sure_score or (
+            best.score >= cfg.min_score and best.score - runner_up >= cfg.margin
+        )
+        snippet = self.knowledge.get(best.snippet_id)
+        if not confident or snippet is None:
             return None
-        sid = str(getattr(best, "snippet_id"))  # noqa: B009
         reason = f"intent {', '.join(i for i in intents if i in INTENT_HINTS)}; " if hints else ""
         excerpt = text if len(text) <= 80 else text[:77] + "..."
-        return Firing(t_s, sid, self.snippets[sid].title, round(score, 3), f'{reason}"{excerpt}"')
+        return Firing(t_s, snippet.id, snippet.title, round(float(best.score), 3), f'{reason}"{excerpt}"')
+
+
+def offline_suggester() -> Callable[[list[Turn], list[Snippet]], list[Firing]]:
+    """For ``assist kb try``: what the live policy (with the coach's intents) would push on a
+    recorded transcript, against a draft set of snippets."""
+    from coach.engine import Coach
+    from knowledge.store import SnippetStore
+    from sidecar.events import CallStarted, Event, Suggestion, TranscriptFinal
+
+    coach = Coach()
+    assert coach.embedder is not None
+
+    def suggest(turns: list[Turn], snippets: list[Snippet]) -> list[Firing]:
+        store = SnippetStore(":memory:")
+        for snippet in snippets:
+            store.upsert(replace(snippet, status="published"), actor="dry-run")
+        assert coach.embedder is not None
+        session = coach.session("dry-run", "en", SuggestionPolicy(StoreKnowledge(store, coach.embedder)))
+        session.process(
+            Event(
+                "call.started",
+                "dry-run",
+                None,
+                0,
+                0,
+                CallStarted("dry-run", "en", ("agent", "customer"), False),
+            )
+        )
+        out: list[Firing] = []
+        for i, turn in enumerate(turns):
+            final = TranscriptFinal(turn.text, (), "en", i + 1)
+            for ev in session.process(
+                Event("transcript.final", "dry-run", turn.channel, turn.start_s, turn.end_s, final)
+            ):
+                if isinstance(ev.payload, Suggestion):
+                    p = ev.payload
+                    out.append(Firing(ev.t_end, p.snippet_id, p.title, p.score, p.reason))
+        return out
+
+    return suggest

@@ -128,6 +128,15 @@ class SnippetStore:
             self._db.close()
             raise
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The store's connection (for modules that keep their tables in the same database)."""
+        return self._db
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
     def _open(self) -> None:
         self._db.execute("PRAGMA busy_timeout = 5000")
         if self.path != ":memory:":

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "dir", type=Path, nargs="?", default=None, help="pack directory (default: shipped pack)"
     )
+    from knowledge.cli import add_kb_parser
+
+    add_kb_parser(sub)
     models = sub.add_parser("models", help="offline models")
     models.add_argument("action", choices=["prepare", "list"])
     return parser
@@ -90,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_replay(args, print_readable, realtime=not args.fast))
         if args.command == "rules":
             return _rules_check(args.dir)
+        if args.command == "kb":
+            from knowledge.cli import run_kb
+
+            return run_kb(args)
         return _models(args.action)
     except AssistError as exc:
         print(f"assist: error: {exc}", file=sys.stderr)
@@ -141,7 +148,12 @@ async def _replay(
     if coach is not None:
         from coach.sink import CoachSink
 
-        sink = CoachSink(coach, bus)
+        knowledge = None
+        if getattr(args, "kb", None) is not None and coach.embedder is not None:
+            from knowledge.policy import StoreKnowledge, SuggestionPolicy
+
+            knowledge = SuggestionPolicy(StoreKnowledge.from_jsonl(args.kb, coach.embedder))
+        sink = CoachSink(coach, bus, knowledge=knowledge)
         emit = sink
         if realtime:  # a live call: dead air while nobody speaks, rule-pack edits picked up
             sink.start_ticking(clock.elapsed)
