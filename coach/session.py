@@ -154,18 +154,17 @@ class CoachSession:
     def _suggest(self, utt: Utterance, intents: list[str]) -> list[Event]:
         if self.knowledge is None:
             return []
-        self.knowledge_state, firing = self.knowledge.decide(
-            self.knowledge_state, utt.text, utt.t_end, intents
-        )
-        if firing is None:
-            return []
-        snippet = self.knowledge.knowledge.get(firing.snippet_id)
-        if snippet is None:  # withdrawn since the search
-            return []
-        payload = Suggestion(
-            snippet.id, snippet.title, snippet.body, firing.score, redact(firing.reason, utt.lang)
-        )
-        return [Event("suggestion", self.call_id, utt.channel, utt.t_start, utt.t_end, payload)]
+        state, firings = self.knowledge.decide(self.knowledge_state, utt.text, utt.t_end, intents)
+        self.knowledge_state = state
+        out = []
+        for firing in firings:
+            snippet = self.knowledge.knowledge.get(firing.snippet_id)
+            if snippet is None:  # withdrawn since the search
+                continue
+            reason = redact(firing.reason, utt.lang)
+            payload = Suggestion(snippet.id, snippet.title, snippet.body, firing.score, reason)
+            out.append(Event("suggestion", self.call_id, utt.channel, utt.t_start, utt.t_end, payload))
+        return out
 
     def _redacted(self, event: Event) -> Event:
         payload = event.payload

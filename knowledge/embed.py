@@ -117,7 +117,7 @@ class MiniLmEmbedder(_Cached):
         path = resolve_model("embed-en")
         self._model = SentenceTransformer(str(path), device="cpu")
         self.name = f"minilm:{path}"
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 384)
+        self.dim = int(self._model.get_embedding_dimension() or 384)
 
     def _encode(self, texts: list[str], query: bool) -> Matrix:
         return np.asarray(self._model.encode(texts, convert_to_numpy=True), dtype=np.float32)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from coach.text import clauses, is_chinese, normalise
+from knowledge.rerank import Reranker
 from knowledge.snippets import Snippet
 
 if TYPE_CHECKING:
@@ -92,9 +93,16 @@ class Firing:
 
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
-    min_score: float = 0.84
+    """Thresholds. With a reranker, scores are fused z-scores (standard deviations above the other
+    candidates); without one, cosines of the index's embedder."""
+
+    min_score: float = 0.84  # cosine (no reranker)
     sure_score: float = 0.88
     margin: float = 0.01
+    min_z: float = 1.6  # fused z-score of the best candidate (reranker)
+    second_within: float = 0.3  # also push the runner-up when this close to the best ...
+    second_min_z: float = 1.3  # ... and this far above the rest
+    candidates: int = 16
     min_gap_s: float = 10.0
     repeat_s: float = 120.0
     short_words: int = 8
@@ -111,25 +119,37 @@ class PolicyState:
 class SuggestionPolicy:
     """Decides on each customer utterance; keeps only a small immutable state per call."""
 
-    def __init__(self, knowledge: Knowledge, config: PolicyConfig | None = None) -> None:
+    def __init__(
+        self, knowledge: Knowledge, config: PolicyConfig | None = None, reranker: Reranker | None = None
+    ) -> None:
         self.knowledge = knowledge
         self.config = config or PolicyConfig()
+        self.reranker = reranker
+
+    def warm_up(self) -> None:
+        """Load every model and embed the snippets now, not on the call's first question."""
+        self._retrieve("hello", "", 0.0, ())
 
     def decide(
         self, state: PolicyState, text: str, t_s: float, intents: Sequence[str] = ()
-    ) -> tuple[PolicyState, Firing | None]:
+    ) -> tuple[PolicyState, list[Firing]]:
+        """The cards to push for this customer utterance (usually none, sometimes two when the
+        best two procedures are too close to call)."""
         cfg = self.config
         previous = state.previous_customer
         state = replace(state, previous_customer=text)
         urgent = any(i in INTENT_HINTS for i in intents)
         if not urgent and t_s - state.last_t < cfg.min_gap_s:
-            return state, None
-        firing = self._trigger(text, t_s) or self._retrieve(text, previous, t_s, intents, state)
-        if firing is None or not self._allowed(state, firing):
-            return state, None
+            return state, []
+        trigger = self._trigger(text, t_s)
+        firings = [trigger] if trigger else self._retrieve(text, previous, t_s, intents)
+        firings = [f for f in firings if self._allowed(state, f)]
+        if not firings:
+            return state, []
         shown = dict(state.shown_at)
-        shown[firing.snippet_id] = t_s
-        return replace(state, last_snippet=firing.snippet_id, last_t=t_s, shown_at=shown), firing
+        for f in firings:
+            shown[f.snippet_id] = t_s
+        return replace(state, last_snippet=firings[-1].snippet_id, last_t=t_s, shown_at=shown), firings
 
     def _allowed(self, state: PolicyState, firing: Firing) -> bool:
         if firing.snippet_id == state.last_snippet:
@@ -146,29 +166,50 @@ class SuggestionPolicy:
                     return Firing(t_s, sid, snippet.title, 1.0, f'trigger "{phrase}"')
         return None
 
-    def _retrieve(
-        self, text: str, previous: str, t_s: float, intents: Sequence[str], state: PolicyState
-    ) -> Firing | None:
-        cfg = self.config
+    def _query(self, text: str, previous: str, intents: Sequence[str]) -> tuple[str, str]:
         words = len(text) // 2 if is_chinese(text) else len(text.split())
-        query = f"{previous} {text}" if words < cfg.short_words and previous else text
+        query = f"{previous} {text}" if words < self.config.short_words and previous else text
         hints = sorted({INTENT_HINTS[i] for i in intents if i in INTENT_HINTS})
         if hints:
             query = f"{query} ({'; '.join(hints)})"
-        hits = list(self.knowledge.search(query, k=3))
-        if not hits:
-            return None
-        best = hits[0]
-        runner_up = hits[1].score if len(hits) > 1 else 0.0
-        confident = best.score >= cfg.sure_score or (
-            best.score >= cfg.min_score and best.score - runner_up >= cfg.margin
-        )
-        snippet = self.knowledge.get(best.snippet_id)
-        if not confident or snippet is None:
-            return None
-        reason = f"intent {', '.join(i for i in intents if i in INTENT_HINTS)}; " if hints else ""
+        why = f"intent {', '.join(i for i in intents if i in INTENT_HINTS)}; " if hints else ""
         excerpt = text if len(text) <= 80 else text[:77] + "..."
-        return Firing(t_s, snippet.id, snippet.title, round(float(best.score), 3), f'{reason}"{excerpt}"')
+        return query, f'{why}"{excerpt}"'
+
+    def _retrieve(self, text: str, previous: str, t_s: float, intents: Sequence[str]) -> list[Firing]:
+        cfg = self.config
+        query, reason = self._query(text, previous, intents)
+        hits = list(self.knowledge.search(query, k=cfg.candidates if self.reranker else 3))
+        snippets = [s for h in hits if (s := self.knowledge.get(h.snippet_id)) is not None]
+        if not snippets:
+            return []
+        if self.reranker is not None and len(snippets) >= 3:
+            ranked = self.reranker.rank(query, snippets)
+            best = ranked[0]
+            if best.score < cfg.min_z:
+                return []
+            out = [Firing(t_s, best.snippet_id, best.title, best.score, reason)]
+            if len(ranked) > 1:
+                second = ranked[1]
+                if second.score >= cfg.second_min_z and best.score - second.score <= cfg.second_within:
+                    out.append(Firing(t_s, second.snippet_id, second.title, second.score, reason))
+            return out
+        best_hit = hits[0]
+        runner_up = hits[1].score if len(hits) > 1 else 0.0
+        confident = best_hit.score >= cfg.sure_score or (
+            best_hit.score >= cfg.min_score and best_hit.score - runner_up >= cfg.margin
+        )
+        if not confident:
+            return []
+        return [Firing(t_s, snippets[0].id, snippets[0].title, round(float(best_hit.score), 3), reason)]
+
+
+def default_policy(knowledge: Knowledge) -> SuggestionPolicy:
+    """The shipped policy: e5 candidates reranked by the e5 + MiniLM + USE panel."""
+    from knowledge.embed import load_embedder
+
+    panel = [load_embedder(k) for k in ("embed-e5", "embed-en", "embed-multilingual")]
+    return SuggestionPolicy(knowledge, reranker=Reranker(panel))
 
 
 def offline_suggester() -> Callable[[list[Turn], list[Snippet]], list[Firing]]:
@@ -186,7 +227,7 @@ def offline_suggester() -> Callable[[list[Turn], list[Snippet]], list[Firing]]:
         for snippet in snippets:
             store.upsert(replace(snippet, status="published"), actor="dry-run")
         assert coach.embedder is not None
-        session = coach.session("dry-run", "en", SuggestionPolicy(StoreKnowledge(store, coach.embedder)))
+        session = coach.session("dry-run", "en", default_policy(StoreKnowledge(store, coach.embedder)))
         session.process(
             Event(
                 "call.started",

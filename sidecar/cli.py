@@ -137,22 +137,23 @@ async def _replay(
         engine = SpeechEngine(settings)
         engine.preload(args.lang)  # before call.started: model loading is not call latency
     coach = None
+    knowledge = None
     background: list[asyncio.Task[None]] = []
-    if not getattr(args, "no_coach", False):
+    if not getattr(args, "no_coach", False):  # models and the knowledge base load before the call starts
         from coach.engine import Coach
 
         coach = Coach(getattr(args, "rules", None))  # loads and validates the pack, and the embedder
+        if getattr(args, "kb", None) is not None and coach.embedder is not None:
+            from knowledge.policy import StoreKnowledge, default_policy
+
+            knowledge = default_policy(StoreKnowledge.from_jsonl(args.kb, coach.embedder))
+            knowledge.warm_up()
     clock: Clock = RealtimeClock() if realtime else FastClock()  # the call starts now
     bus = InMemoryBus(clock)
     emit = None
     if coach is not None:
         from coach.sink import CoachSink
 
-        knowledge = None
-        if getattr(args, "kb", None) is not None and coach.embedder is not None:
-            from knowledge.policy import StoreKnowledge, SuggestionPolicy
-
-            knowledge = SuggestionPolicy(StoreKnowledge.from_jsonl(args.kb, coach.embedder))
         sink = CoachSink(coach, bus, knowledge=knowledge)
         emit = sink
         if realtime:  # a live call: dead air while nobody speaks, rule-pack edits picked up
