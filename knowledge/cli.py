@@ -171,11 +171,12 @@ def _export(store: SnippetStore, output: Path | None, everything: bool) -> int:
 def _search(store: SnippetStore, db: Path, text: str, k: int, lang: str | None) -> int:
     from knowledge.embed import load_embedder
     from knowledge.index import SnippetIndex
+    from knowledge.policy import StoreKnowledge, agent_search
 
     index = SnippetIndex.load_or_rebuild(index_dir(db), store, load_embedder(), attach=False)
-    hits = index.search(text, k=k, lang=lang)
-    for hit in hits:
-        print(f"{hit.score:.3f}  {hit.snippet_id}  {hit.title}")
+    hits = agent_search(StoreKnowledge(store, index.embedder, index=index), text, k=k, lang=lang)
+    for hit in hits:  # score: standard deviations above ordinary procedures (see knowledge/rerank.py)
+        print(f"{hit.score:6.2f}  {hit.snippet_id}  {hit.title}")
     if not hits:
         print("no matching snippets", file=sys.stderr)
     return 0

@@ -30,6 +30,7 @@ EMBEDDERS = ("embed-e5", "embed-multilingual", "embed-en")
 class Embedder(Protocol):
     name: str
     dim: int
+    multilingual: bool  # False: English only (its vectors mean nothing for Chinese text)
 
     def embed(self, texts: Sequence[str], *, query: bool = True) -> Matrix: ...
 
@@ -39,6 +40,7 @@ class _Cached:
 
     name = ""
     dim = 0
+    multilingual = True
 
     def __init__(self, cache_size: int = 4096) -> None:
         self._lock = threading.Lock()
@@ -109,6 +111,8 @@ class UseEmbedder(_Cached):
 
 class MiniLmEmbedder(_Cached):
     """sentence-transformers all-MiniLM-L6-v2 (English only), 384-d; symmetric."""
+
+    multilingual = False
 
     def __init__(self) -> None:
         super().__init__()

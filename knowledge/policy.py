@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from coach.text import clauses, is_chinese, normalise
-from knowledge.rerank import Reranker
+from knowledge.rerank import Ranked, Reranker
 from knowledge.snippets import Snippet
 
 if TYPE_CHECKING:
     from knowledge.embed import Embedder
-    from knowledge.index import SearchHit
+    from knowledge.index import SearchHit, SnippetIndex
     from knowledge.store import SnippetStore
     from sidecar.callfile import Turn
 
@@ -50,12 +50,15 @@ class Knowledge(Protocol):
 class StoreKnowledge:
     """A snippet store and the index that follows it: edits are live for every running call."""
 
-    def __init__(self, store: SnippetStore, embedder: Embedder) -> None:
-        from knowledge.index import SnippetIndex
+    def __init__(self, store: SnippetStore, embedder: Embedder, *, index: SnippetIndex | None = None) -> None:
+        from knowledge.index import SnippetIndex, configure_faiss_threads
 
+        configure_faiss_threads(1)  # live calls search one query at a time (see bench/kb_search.py)
         self.store = store
-        self.index = SnippetIndex(embedder)
-        self.index.attach(store)
+        if index is None:
+            index = SnippetIndex(embedder)
+            index.attach(store)
+        self.index = index
         self._triggers: tuple[int, list[tuple[str, str]]] = (-1, [])
 
     @classmethod
@@ -204,12 +207,28 @@ class SuggestionPolicy:
         return [Firing(t_s, snippets[0].id, snippets[0].title, round(float(best_hit.score), 3), reason)]
 
 
-def default_policy(knowledge: Knowledge) -> SuggestionPolicy:
-    """The shipped policy: e5 candidates reranked by the e5 + MiniLM + USE panel."""
+PANEL = ("embed-e5", "embed-en", "embed-multilingual")
+
+
+def default_reranker() -> Reranker:
+    """The e5 + MiniLM + USE panel (each model loads once per process)."""
     from knowledge.embed import load_embedder
 
-    panel = [load_embedder(k) for k in ("embed-e5", "embed-en", "embed-multilingual")]
-    return SuggestionPolicy(knowledge, reranker=Reranker(panel))
+    return Reranker([load_embedder(k) for k in PANEL])
+
+
+def default_policy(knowledge: Knowledge) -> SuggestionPolicy:
+    """The shipped policy: e5 candidates reranked by the panel."""
+    return SuggestionPolicy(knowledge, reranker=default_reranker())
+
+
+def agent_search(
+    knowledge: Knowledge, text: str, *, k: int = 5, lang: str | None = None, reranker: Reranker | None = None
+) -> list[Ranked]:
+    """What an agent's search box shows: index candidates reranked by the panel, best first."""
+    hits = knowledge.search(text, k=max(16, 3 * k), lang=lang)
+    snippets = [s for h in hits if (s := knowledge.get(h.snippet_id)) is not None]
+    return (reranker or default_reranker()).rank(text, snippets)[:k]
 
 
 def offline_suggester() -> Callable[[list[Turn], list[Snippet]], list[Firing]]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coach.text import is_chinese
 from knowledge.embed import Embedder, Matrix
 from knowledge.snippets import Snippet
 
@@ -79,7 +80,12 @@ class Reranker:
             return []
         fused = np.zeros(len(candidates), dtype=np.float64)
         first = np.zeros(len(candidates), dtype=np.float64)
+        chinese = is_chinese(query) or any(is_chinese(c.title) for c in candidates[:3])
+        used = 0
         for k, embedder in enumerate(self.embedders):
+            if chinese and not embedder.multilingual:
+                continue  # an English-only model would only add noise
+            used += 1
             q = embedder.embed([query], query=True)[0]
             sims = (self._passages(k, embedder, candidates) @ q).astype(np.float64)
             if k == 0:
@@ -88,7 +94,7 @@ class Reranker:
             pool = np.concatenate([sims, bg @ q]) if bg is not None else sims
             if len(pool) > 1:
                 fused += (sims - pool.mean()) / (pool.std() + 1e-6)
-        fused /= len(self.embedders)
+        fused /= max(1, used)
         order = np.argsort(-fused)
         return [
             Ranked(

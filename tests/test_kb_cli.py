@@ -462,11 +462,11 @@ def test_search_finds_the_refund_snippet(db: Path, kb_file: Path, capsys) -> Non
         == 0
     )
     first, *rest = capsys.readouterr().out.splitlines()
-    score, snippet_id, title = first.split("  ", 2)
+    score, snippet_id, title = first.split(maxsplit=2)
     assert (snippet_id, title) == ("refund-policy", "Refund policy for returned items")
-    assert 0.0 < float(score) <= 1.0
+    assert float(score) > 1.0  # standard deviations above an ordinary procedure
     assert len(rest) == 1
     assert index_dir(db).is_dir()  # built and saved next to the database
 
     assert assist("search", "我要退款", "--db", db, "--lang", "zh", "-k", "5") == 0
-    assert [line.split("  ")[1] for line in capsys.readouterr().out.splitlines()] == ["zh-refund-policy"]
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == ["zh-refund-policy"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from knowledge.embed import Embedder, Matrix, load_embedder
-from knowledge.index import IDS_FILE, INDEX_FILE, SearchHit, SnippetIndex
+from knowledge.index import IDS_FILE, INDEX_FILE, SearchHit, SnippetIndex, default_nprobe, ivf_nlist
 from knowledge.snippets import Snippet
 from knowledge.store import SnippetStore
 
@@ -309,6 +310,7 @@ def test_saved_index_for_another_embedder_is_rebuilt(embedder: Embedder, tmp_pat
     class Renamed:
         name = "some-other-model"
         dim = embedder.dim
+        multilingual = True
 
         def embed(self, texts: Sequence[str], *, query: bool = True) -> Matrix:
             return embedder.embed(texts, query=query)
@@ -343,6 +345,7 @@ def test_changes_during_the_initial_build_are_not_lost(embedder: Embedder, store
     class SlowBuild:
         name = embedder.name
         dim = embedder.dim
+        multilingual = True
 
         def embed(self, texts: Sequence[str], *, query: bool = True) -> Matrix:
             if len(texts) > 1:  # the build's batch, not a single change
@@ -369,3 +372,196 @@ def test_changes_during_the_initial_build_are_not_lost(embedder: Embedder, store
         assert idx.rebuilds == 1
     finally:
         idx.detach()
+
+
+# -- the IVF path (large knowledge bases), forced with a small threshold; no model needed ----------
+
+IVF_DIM = 64
+
+
+def clustered(n: int, seed: int, centres: int = 40, noise: float = 0.5) -> Matrix:
+    """n unit vectors around ``centres`` random unit centres (closer to real embeddings than
+    uniform noise, which no IVF handles well)."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, IVF_DIM)).astype(np.float32)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    v = c[rng.integers(centres, size=n)] + noise * rng.standard_normal((n, IVF_DIM)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v.astype(np.float32)
+
+
+class HashEmbedder:
+    """A stand-in model for the IVF tests: a fixed clustered vector per text."""
+
+    name = "hash-64"
+    dim = IVF_DIM
+    multilingual = True
+
+    def embed(self, texts: Sequence[str], *, query: bool = True) -> Matrix:
+        out = np.empty((len(texts), IVF_DIM), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i] = clustered(1, int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "little"))[
+                0
+            ]
+        return out
+
+
+def rank1(idx: SnippetIndex, vecs: Matrix, ids: Sequence[str]) -> float:
+    """The share of these rows whose own id comes back first for their own vector."""
+    found = [idx.search_vector(v, k=1)[0].snippet_id == sid for v, sid in zip(vecs, ids, strict=True)]
+    return sum(found) / len(found)
+
+
+def shape(idx: SnippetIndex) -> tuple[str, int, int]:
+    """(kind, rows the IVF was trained on, reshapes so far)."""
+    return idx.kind, idx.trained_at, idx.reshapes
+
+
+def test_ivf_path_add_update_delete_by_id(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="knowledge.index")
+    vecs = clustered(2001, seed=1)
+    ids = [f"v{i}" for i in range(len(vecs))]
+    langs = ["zh" if i % 4 == 0 else "en" for i in range(len(vecs))]
+    idx = SnippetIndex(HashEmbedder(), ivf_threshold=500)
+
+    def add(lo: int, hi: int) -> None:
+        idx.add_vectors(ids[lo:hi], vecs[lo:hi], [f"title {i}" for i in range(lo, hi)], langs[lo:hi])
+
+    add(0, 499)
+    assert shape(idx) == ("flat", 0, 0)
+    assert idx.nprobe == 0
+    add(499, 500)  # reaches the threshold: an IVF trained on these 500
+    assert shape(idx) == ("ivf", 500, 1)
+    assert (idx.nlist, idx.nprobe) == (ivf_nlist(500), default_nprobe(ivf_nlist(500)))
+    assert "IVF threshold" in caplog.text
+    add(500, 2000)  # 4x the training rows: no retrain yet
+    assert shape(idx) == ("ivf", 500, 1)
+    caplog.clear()
+    add(2000, 2001)  # past 4x: retrained on all 2001, once
+    assert shape(idx) == ("ivf", 2001, 2)
+    assert idx.nlist == ivf_nlist(2001)
+    assert "retraining" in caplog.text
+    assert len(idx) == 2001
+    assert idx.ids() == set(ids)
+
+    # a known vector finds its own id first (and nearly every other row does too)
+    hits = idx.search_vector(vecs[123], k=5)
+    assert (hits[0].snippet_id, hits[0].title) == ("v123", "title 123")
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert len(hits) == 5
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    sample = range(0, 2001, 20)
+    assert rank1(idx, vecs[sample], [ids[i] for i in sample]) >= 0.95
+    zh = idx.search_vector(vecs[124], k=3, lang="zh")
+    assert [h.snippet_id for h in zh][:1] == ["v124"]
+    assert all(int(h.snippet_id[1:]) % 4 == 0 for h in zh)
+
+    # update by id: the row moves to a new vector, the count stays, nothing is retrained
+    moved = clustered(1, seed=99)
+    idx.add_vectors(["v123"], moved, titles=["moved"], langs=["en"])
+    assert len(idx) == 2001
+    assert shape(idx) == ("ivf", 2001, 2)
+    first = idx.search_vector(moved[0], k=1)[0]
+    assert (first.snippet_id, first.title) == ("v123", "moved")
+    assert "v123" not in {h.snippet_id for h in idx.search_vector(vecs[123], k=3) if h.score > 0.9999}
+
+    # delete by id
+    assert idx.remove(["v456", "v457", "nope"]) == 2
+    assert len(idx) == 1999
+    assert "v456" not in idx
+    assert "v456" not in {h.snippet_id for h in idx.search_vector(vecs[456], k=20)}
+    assert idx.search_vector(vecs[458], k=1)[0].snippet_id == "v458"
+    assert shape(idx) == ("ivf", 2001, 2)
+
+    # shrinking below half the threshold goes back to the exact flat index
+    caplog.clear()
+    keep = [f"v{i}" for i in range(0, 2001, 10)]
+    idx.remove(sorted(idx.ids() - set(keep)))
+    assert shape(idx) == ("flat", 0, 3)
+    assert len(idx) == len(keep)
+    assert "exact flat index" in caplog.text
+    assert rank1(idx, vecs[0::10], keep) == 1.0
+
+
+def test_changes_during_a_reshape_are_replayed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import knowledge.index as kb_index
+
+    vecs = clustered(700, seed=2)
+    ids = [f"v{i}" for i in range(700)]
+    idx = SnippetIndex(HashEmbedder(), ivf_threshold=600)
+    idx.add_vectors(ids[:599], vecs[:599])
+    training, release = threading.Event(), threading.Event()
+    real = kb_index._make_index
+
+    def slow_make(*args: object, **kwargs: object) -> object:
+        training.set()
+        assert release.wait(timeout=30)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kb_index, "_make_index", slow_make)
+    grower = threading.Thread(target=idx.add_vectors, args=(ids[599:600], vecs[599:600]))
+    grower.start()
+    try:
+        assert training.wait(timeout=30)
+        # while it trains (outside the lock): searches and changes go on against the flat index
+        assert idx.kind == "flat"
+        assert idx.search_vector(vecs[5], k=1)[0].snippet_id == "v5"
+        idx.add_vectors(ids[600:], vecs[600:])
+        idx.add_vectors(["v7"], vecs[8:9])
+        assert idx.remove(["v9"]) == 1
+    finally:
+        release.set()
+        grower.join(timeout=60)
+    assert shape(idx) == ("ivf", 600, 1)
+    assert len(idx) == 699
+    assert "v9" not in idx
+    assert idx.search_vector(vecs[650], k=1)[0].snippet_id == "v650"
+    assert {h.snippet_id for h in idx.search_vector(vecs[8], k=2)} == {"v7", "v8"}
+
+
+def test_ivf_index_saves_and_loads(tmp_path: Path) -> None:
+    snippets = [
+        Snippet(f"kb-{i}", f"Snippet {i}", f"Body of snippet number {i}.", ("t",), "en" if i % 3 else "zh")
+        for i in range(700)
+    ]
+    emb = HashEmbedder()
+    with SnippetStore(tmp_path / "kb.sqlite") as store:
+        for s in snippets:
+            store.upsert(s, "test")
+        first = SnippetIndex.load_or_rebuild(
+            tmp_path / "index", store, emb, progress=False, ivf_threshold=500
+        )
+        try:
+            assert first.last_sync == "rebuilt"
+            assert first.kind == "ivf"
+            assert first.trained_at == 700
+            store.upsert(replace(snippets[1], body="A brand new body."), "test")  # followed, no rebuild
+            assert len(first) == 700
+            assert first.rebuilds == 1
+            first.save(tmp_path / "index")
+        finally:
+            first.detach()
+        second = SnippetIndex.load_or_rebuild(
+            tmp_path / "index", store, emb, progress=False, attach=False, ivf_threshold=500
+        )
+        assert second.last_sync == "loaded"
+        assert second.kind == "ivf"
+        assert second.rebuilds == 0
+        assert second.trained_at == 700
+        assert second.nprobe == first.nprobe
+        for q in ("Snippet 5\nt\nBody of snippet number 5.", "anything"):
+            assert second.search(q, k=5) == first.search(q, k=5)
+            assert second.search(q, k=3, lang="zh") == first.search(q, k=3, lang="zh")
+        top = second.search("Snippet 42\nt\nBody of snippet number 42.", k=1)[0]
+        assert top.snippet_id == "kb-42"
+        assert top.score == pytest.approx(1.0, abs=1e-4)
+        # ids keep growing past the saved ones: an update after loading is a fresh row
+        second.upsert([replace(snippets[2], body="Another body.")])
+        assert len(second) == 700
+        # the same files, read with a higher threshold: loaded, then back to the exact flat index
+        flat = SnippetIndex.load_or_rebuild(
+            tmp_path / "index", store, emb, progress=False, attach=False, ivf_threshold=5000
+        )
+        assert flat.last_sync == "loaded"
+        assert flat.kind == "flat"
+        assert len(flat) == 700
