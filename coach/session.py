@@ -154,7 +154,8 @@ class CoachSession:
     def _suggest(self, utt: Utterance, intents: list[str]) -> list[Event]:
         if self.knowledge is None:
             return []
-        state, firings = self.knowledge.decide(self.knowledge_state, utt.text, utt.t_end, intents)
+        last_agent = next((u.text for u in reversed(self.history) if u.channel == "agent"), "")
+        state, firings = self.knowledge.decide(self.knowledge_state, utt.text, utt.t_end, intents, last_agent)
         self.knowledge_state = state
         out = []
         for firing in firings:

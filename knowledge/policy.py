@@ -102,13 +102,15 @@ class PolicyConfig:
     min_score: float = 0.84  # cosine (no reranker)
     sure_score: float = 0.88
     margin: float = 0.01
-    min_z: float = 1.6  # fused z-score of the best candidate (reranker)
-    second_within: float = 0.3  # also push the runner-up when this close to the best ...
-    second_min_z: float = 1.3  # ... and this far above the rest
+    min_z: float = 1.0  # fused z-score of the best candidate when the customer asked or complained
+    solo_z: float = 1.8  # ... and when no intent was found (small talk, answers to questions)
+    second_within: float = 0.5  # also push the runner-up when this close to the best ...
+    second_min_z: float = 0.9  # ... and this far above ordinary procedures
     candidates: int = 16
     min_gap_s: float = 10.0
-    repeat_s: float = 120.0
+    repeat_s: float = 20.0  # the same card again only after this long (and never twice in a row)
     short_words: int = 8
+    agent_context: bool = False  # add the agent's last words to a short question (no gain measured)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +136,7 @@ class SuggestionPolicy:
         self._retrieve("hello", "", 0.0, ())
 
     def decide(
-        self, state: PolicyState, text: str, t_s: float, intents: Sequence[str] = ()
+        self, state: PolicyState, text: str, t_s: float, intents: Sequence[str] = (), agent_said: str = ""
     ) -> tuple[PolicyState, list[Firing]]:
         """The cards to push for this customer utterance (usually none, sometimes two when the
         best two procedures are too close to call)."""
@@ -145,7 +147,7 @@ class SuggestionPolicy:
         if not urgent and t_s - state.last_t < cfg.min_gap_s:
             return state, []
         trigger = self._trigger(text, t_s)
-        firings = [trigger] if trigger else self._retrieve(text, previous, t_s, intents)
+        firings = [trigger] if trigger else self._retrieve(text, previous, t_s, intents, agent_said)
         firings = [f for f in firings if self._allowed(state, f)]
         if not firings:
             return state, []
@@ -169,9 +171,14 @@ class SuggestionPolicy:
                     return Firing(t_s, sid, snippet.title, 1.0, f'trigger "{phrase}"')
         return None
 
-    def _query(self, text: str, previous: str, intents: Sequence[str]) -> tuple[str, str]:
+    def _query(
+        self, text: str, previous: str, intents: Sequence[str], agent_said: str = ""
+    ) -> tuple[str, str]:
         words = len(text) // 2 if is_chinese(text) else len(text.split())
-        query = f"{previous} {text}" if words < self.config.short_words and previous else text
+        short = words < self.config.short_words
+        query = f"{previous} {text}" if short and previous else text
+        if short and agent_said and self.config.agent_context:
+            query = f"{agent_said} {query}"
         hints = sorted({INTENT_HINTS[i] for i in intents if i in INTENT_HINTS})
         if hints:
             query = f"{query} ({'; '.join(hints)})"
@@ -179,17 +186,23 @@ class SuggestionPolicy:
         excerpt = text if len(text) <= 80 else text[:77] + "..."
         return query, f'{why}"{excerpt}"'
 
-    def _retrieve(self, text: str, previous: str, t_s: float, intents: Sequence[str]) -> list[Firing]:
+    def _retrieve(
+        self, text: str, previous: str, t_s: float, intents: Sequence[str], agent_said: str = ""
+    ) -> list[Firing]:
         cfg = self.config
-        query, reason = self._query(text, previous, intents)
-        hits = list(self.knowledge.search(query, k=cfg.candidates if self.reranker else 3))
+        query, reason = self._query(text, previous, intents, agent_said)
+        k = cfg.candidates if self.reranker else 3
+        # procedures in the caller's language first; any language when there are none
+        hits = list(self.knowledge.search(query, k=k, lang="zh" if is_chinese(text) else "en"))
+        if len(hits) < 3:
+            hits = list(self.knowledge.search(query, k=k))
         snippets = [s for h in hits if (s := self.knowledge.get(h.snippet_id)) is not None]
         if not snippets:
             return []
         if self.reranker is not None and len(snippets) >= 3:
             ranked = self.reranker.rank(query, snippets)
             best = ranked[0]
-            if best.score < cfg.min_z:
+            if best.score < (cfg.min_z if intents else cfg.solo_z):
                 return []
             out = [Firing(t_s, best.snippet_id, best.title, best.score, reason)]
             if len(ranked) > 1:
