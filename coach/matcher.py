@@ -136,6 +136,10 @@ class Matcher:
 
     def match(self, units: Units) -> Hit | None:
         blocked = {c.raw for c in units.clauses if self.unless.lexical([c])}
+        for sentence in units.sentences:  # a hard negative quiets its whole sentence
+            parts = [c for c in units.clauses if c.raw and c.raw in sentence]
+            if any(c.raw in blocked for c in parts):
+                blocked.update(c.raw for c in parts)
         free = [c for c in units.clauses if c.raw not in blocked]
         hit = self.positive.lexical(free) or (None if blocked else self.positive.lexical_whole(units))
         if hit is not None:

@@ -120,3 +120,17 @@ def test_no_intent_in_plain_answers(coach: Coach, text: str) -> None:
     utt = utterance(text, "customer")
     found = detect_intents(Window(utt, ()), coach.compiled, prepare(text, coach.embedder))
     assert [f.rule.rule.intent for f in found if f.rule.rule.intent != "info_request"] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'll definitely pass your feedback on to the team.",
+        "I'll call you back by five, I promise.",
+        "Okay, I've cancelled the order and you won't be charged.",
+        "我一定会把您的意见反馈给相关部门。",
+        "您放心，我一定会帮您跟进到底。",
+    ],
+)
+def test_promises_about_our_own_actions_are_fine(coach: Coach, text: str) -> None:
+    assert violations(coach, text) == set()
