@@ -157,7 +157,7 @@ async def test_hot_reload_while_a_replay_runs(tmp_path: Path) -> None:
     turns = [("agent", "Hello, this call may be recorded.", 0.0, 0.3)]
     turns += [
         ("agent", f"Let me mention the purple elephant number {i}.", 0.4 + 0.3 * i, 0.6 + 0.3 * i)
-        for i in range(5)
+        for i in range(10)
     ]
     path = jsonl(tmp_path / "call.jsonl", turns)
     watcher = asyncio.create_task(coach.watch(0.05))

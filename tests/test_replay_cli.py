@@ -111,16 +111,22 @@ def test_mono_8khz_mulaw_call_goes_to_the_named_channel(tmp_path):
     assert "cancel my order" in " ".join(e["payload"]["text"] for e in finals).lower()
 
 
-@pytest.mark.unit
+@pytest.mark.model
 def test_transcript_replay(tmp_path):
     path = tmp_path / "chat.jsonl"
+    kb = tmp_path / "kb.jsonl"
+    kb.write_text(json.dumps({"id": "zh-refund", "title": "退款流程", "body": "核实订单后按原路退回，三到五个工作日到账。",
+                              "tags": ["退款"], "lang": "zh", "triggers": ["退款"]}, ensure_ascii=False) + "\n",
+                  encoding="utf-8")  # fmt: skip
     turns = [
         {"channel": "agent", "text": "Thanks for calling, how can I help?", "start_s": 0.0, "end_s": 2.0},
         {"channel": "customer", "text": "我要退款。", "start_s": 2.6, "end_s": 4.0},
     ]
     path.write_text("\n".join(json.dumps(t, ensure_ascii=False) for t in turns) + "\n\n", encoding="utf-8")
-    events = events_of(replay(path, "--lang", "auto", "--kb", path))
+    events = events_of(replay(path, "--lang", "auto", "--kb", kb))
     finals = [e for e in events if e["type"] == "transcript.final"]
+    assert [e["payload"]["snippet_id"] for e in events if e["type"] == "suggestion"] == ["zh-refund"]
+    assert [e["payload"]["intent"] for e in events if e["type"] == "intent"] == ["refund_request"]
     assert [(e["channel"], e["payload"]["text"], e["payload"]["lang"]) for e in finals] == [
         ("agent", "Thanks for calling, how can I help?", "en"),
         ("customer", "我要退款。", "zh"),
