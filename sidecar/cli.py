@@ -29,6 +29,7 @@ from sidecar.settings import Settings
 
 log = logging.getLogger("assist")
 SAMPLE_CALL = Path(__file__).resolve().parent.parent / "samples" / "sample-call.wav"
+SAMPLE_KB = SAMPLE_CALL.with_name("sample-kb.jsonl")
 
 
 def _setup_logging() -> None:
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--no-coach", action="store_true", help="transcripts only: no alerts, intents, emotion")
     demo = sub.add_parser("demo", help="replay the bundled sample call in real time and show it readably")
     demo.add_argument("call", type=Path, nargs="?", default=SAMPLE_CALL)
+    demo.add_argument("--kb", type=_existing("knowledge base"), default=SAMPLE_KB,
+                      help="snippets to suggest (default: the bundled sample)")  # fmt: skip
     demo.add_argument("--lang", choices=["en", "zh", "auto"], default="en")
     demo.add_argument("--fast", action="store_true", help="as fast as possible instead of real time")
     rules = sub.add_parser("rules", help="rule packs")
