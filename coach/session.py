@@ -38,6 +38,7 @@ from sidecar.events import (
 )
 
 HISTORY = 64  # finals kept for context conditions and the hold lookback
+EARLY_WORDS = 10  # committed words of a customer turn before a procedure is looked for
 
 
 class CoachSession:
@@ -52,6 +53,7 @@ class CoachSession:
         self.call_id = call_id
         self.knowledge = knowledge
         self.knowledge_state = PolicyState()
+        self.early_suggested: set[tuple[str, int]] = set()
         self.lang = lang if lang in ("en", "zh") else "en"
         self.rules = rules
         self.embedder = embedder
@@ -113,6 +115,8 @@ class CoachSession:
         units = prepare(utt.text, self.embedder if self.rules.semantic else None)
         for finding in detect_violations(window, self.rules, units):
             out += self._alert(finding, utt.channel, utt.segment, "final" if final else "partial")
+        if not final and isinstance(payload, TranscriptPartial):
+            out += self._early_suggestion(utt, payload.stable_text)
         if final:
             out += self._final(window, units)
             self.history.append(utt)
@@ -150,6 +154,19 @@ class CoachSession:
                          Emotion(reading.temperature, reading.utterance, reading.label, reading.drivers,
                                  reading.warning)))  # fmt: skip
         return out
+
+    def _early_suggestion(self, utt: Utterance, stable: str) -> list[Event]:
+        """A long customer turn: once its committed words say enough, look for a procedure
+        without waiting for the end of the turn (once per segment; no intent yet, so only a
+        confident match is pushed)."""
+        key = (utt.channel, utt.segment)
+        if utt.channel != "customer" or self.knowledge is None or key in self.early_suggested:
+            return []
+        words = len(stable) // 2 if utt.lang == "zh" else len(stable.split())
+        if words < EARLY_WORDS:
+            return []
+        self.early_suggested.add(key)
+        return self._suggest(replace(utt, text=stable), [])
 
     def _suggest(self, utt: Utterance, intents: list[str]) -> list[Event]:
         if self.knowledge is None:

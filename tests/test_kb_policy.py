@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from knowledge.store import SnippetStore
 from sidecar.bus import InMemoryBus
 from sidecar.callfile import load_call
 from sidecar.clock import RealtimeClock
-from sidecar.events import Suggestion
+from sidecar.events import Event, Suggestion
 from sidecar.replay import replay_transcript
 
 pytestmark = pytest.mark.model
@@ -120,3 +121,29 @@ async def test_a_knowledge_edit_reaches_a_running_call(coach: Coach, tmp_path: P
     await replay
     await reader
     assert [s.snippet_id for s in seen] == ["elephant"]
+
+
+async def test_a_long_turn_gets_its_procedure_before_it_ends(coach: Coach) -> None:
+    from sidecar.events import CallStarted, TranscriptPartial, Word
+
+    bus = InMemoryBus(RealtimeClock())
+    sink = CoachSink(coach, bus, knowledge=default_policy(knowledge(coach)))
+    await sink(
+        Event("call.started", "kb2", None, 0, 0, CallStarted("test", "en", ("agent", "customer"), False))
+    )
+    said = "Somebody stole my purse on the bus this morning and my debit card was in it"
+    words = tuple(Word(w, 0.3 * i, 0.3 * i + 0.3) for i, w in enumerate(said.split()))
+    partial = TranscriptPartial(said + " and", said, words, "en", 1)
+    out = await sink(Event("transcript.partial", "kb2", "customer", 0.0, 4.8, partial))
+    assert out.type == "transcript.partial"
+    events = [e async for e in _drain(bus, "kb2")]
+    assert [e.payload.snippet_id for e in events if isinstance(e.payload, Suggestion)] == ["lost-card"]
+
+
+async def _drain(bus: InMemoryBus, call_id: str) -> AsyncIterator[Event]:
+    sub = bus.subscribe(call_id, after_seq=0)
+    while True:
+        try:
+            yield await asyncio.wait_for(anext(sub), 0.3)
+        except (TimeoutError, StopAsyncIteration):
+            return
