@@ -94,15 +94,14 @@ def advance(
             )
         if current.state in ("done", "missed"):
             continue
-        if current.state == "pending":
-            if spec.due_when is not None and (hit := spec.due_when.match(units)) is not None:
-                move(spec, "due", hit.evidence)
-                current = steps[spec.step.step]
-            elif not agent:
-                continue
-        if not agent or current.state == "pending":
-            if current.state == "pending" and agent and spec.before is not None and spec.before.match(units):
-                move(spec, "missed", "")  # did what it must precede without the topic being raised
+        if current.state == "pending" and spec.due_when is not None and (hit := spec.due_when.match(units)):
+            move(spec, "due", hit.evidence)
+            current = steps[spec.step.step]
+        if not agent:
+            continue
+        if current.state == "pending":  # did what it must precede before the topic was even raised
+            if spec.before is not None and (hit := spec.before.match(units)) is not None:
+                move(spec, "missed", hit.evidence)
             continue
         if (hit := spec.matcher.match(units)) is not None:
             move(spec, "done", hit.evidence)

@@ -27,8 +27,7 @@ def detect_intents(window: Window, rules: CompiledRules, units: Units) -> list[I
         hit = rule.matcher.match(units)
         if hit is None:
             continue
-        turns = rule.matcher.spec.context.turns if rule.matcher.spec.context else 1
-        if not rule.matcher.context_ok(window.recent(turns)):
+        if not rule.matcher.context_ok(window):
             continue
         # a lexical hit keeps the rule's confidence; a semantic one scales with its similarity margin
         confidence = r.confidence if hit.score >= 1.0 else round(r.confidence * min(1.0, hit.score), 3)

@@ -17,6 +17,7 @@ import numpy as np
 
 from coach.rules import MatchSpec, TextMatch
 from coach.text import Clause, clauses, is_chinese, lemmatise, normalise, sentences
+from coach.window import Window
 from knowledge.embed import Embedder, Matrix
 
 DEFAULT_THRESHOLD = 0.9
@@ -160,7 +161,8 @@ class Matcher:
             return Hit(sentence, f'like "{exemplar}" ({pos[i]:.2f})', float(pos[i]))
         return None
 
-    def context_ok(self, recent_texts: Sequence[str]) -> bool:
-        if self.context is None:
+    def context_ok(self, window: Window) -> bool:
+        """The context condition: one of the last ``turns`` utterances mentions the topic."""
+        if self.context is None or self.spec.context is None:
             return True
-        return any(self.context.lexical(clauses(t)) for t in recent_texts)
+        return any(self.context.lexical(clauses(t)) for t in window.recent(self.spec.context.turns))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from coach.engine import Coach
@@ -80,6 +80,3 @@ class CoachSink:
                     continue
                 for item in await loop.run_in_executor(_pool, self.session.tick, now()):
                     await self.bus.publish(item)
-
-
-Emit = Callable[[Event], Awaitable[Event]]

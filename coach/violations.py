@@ -53,9 +53,7 @@ def detect_violations(window: Window, rules: CompiledRules, units: Units) -> lis
             continue
         matcher = rule.matcher
         hit = _pii_hit(rule, utt) or (matcher.match(units) if matcher.spec.text else None)
-        if hit is None or not matcher.context_ok(
-            window.recent(matcher.spec.context.turns if matcher.spec.context else 1)
-        ):
+        if hit is None or not matcher.context_ok(window):
             continue
         found[rule.rule.category] = Finding(rule, hit, utt.t_start, utt.t_end)
     for lesser, graver in _SUPERSEDES.items():
