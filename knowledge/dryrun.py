@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from coach.redact import redact
+from knowledge.policy import Firing
 from knowledge.snippets import KnowledgeError, Snippet, load_snippets_jsonl
 from sidecar.callfile import TranscriptCall, Turn, load_call
 from sidecar.errors import InputError
@@ -32,35 +32,7 @@ class TranscriptError(InputError):
         self.problems = problems or (message,)
 
 
-@dataclass(frozen=True, slots=True)
-class Firing:
-    """A suggestion the policy would have shown ``t_s`` seconds into the call."""
-
-    t_s: float
-    snippet_id: str
-    title: str
-    score: float
-    reason: str
-
-
-class FiringLike(Protocol):
-    """What ``dry_run`` reads from a suggestion function's results: ``Firing`` or any dataclass with
-    these fields (the policy may have its own)."""
-
-    @property
-    def t_s(self) -> float: ...
-    @property
-    def snippet_id(self) -> str: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def score(self) -> float: ...
-    @property
-    def reason(self) -> str: ...
-
-
-# suggest(turns of one whole call, draft snippets) -> what would have been shown, and when
-Suggest = Callable[[list[Turn], list[Snippet]], Sequence[FiringLike]]
+Suggest = Callable[[list[Turn], list[Snippet]], Sequence[Firing]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -252,14 +252,22 @@ def offline_suggester() -> Callable[[list[Turn], list[Snippet]], list[Firing]]:
     from sidecar.events import CallStarted, Event, Suggestion, TranscriptFinal
 
     coach = Coach()
-    assert coach.embedder is not None
+    embedder = coach.embedder
+    assert embedder is not None
+    policies: dict[tuple[Snippet, ...], SuggestionPolicy] = {}
+
+    def policy_for(snippets: list[Snippet]) -> SuggestionPolicy:
+        """One index and policy per draft, however many calls it is tried on."""
+        key = tuple(snippets)
+        if key not in policies:
+            store = SnippetStore(":memory:")
+            for snippet in snippets:
+                store.upsert(replace(snippet, status="published"), actor="dry-run")
+            policies[key] = default_policy(StoreKnowledge(store, embedder))
+        return policies[key]
 
     def suggest(turns: list[Turn], snippets: list[Snippet]) -> list[Firing]:
-        store = SnippetStore(":memory:")
-        for snippet in snippets:
-            store.upsert(replace(snippet, status="published"), actor="dry-run")
-        assert coach.embedder is not None
-        session = coach.session("dry-run", "en", default_policy(StoreKnowledge(store, coach.embedder)))
+        session = coach.session("dry-run", "en", policy_for(snippets))
         session.process(
             Event(
                 "call.started",

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from knowledge.cli import add_kb_parser, default_db, index_dir, run_kb
-from knowledge.dryrun import Firing, TranscriptError, dry_run, format_report
+from knowledge.dryrun import TranscriptError, dry_run, format_report
 from knowledge.feedback import FEEDBACK_KINDS, FeedbackLog
+from knowledge.policy import Firing
 from knowledge.snippets import KnowledgeError, Snippet
 from knowledge.store import SnippetNotFoundError, SnippetStore
 from sidecar.callfile import Turn
