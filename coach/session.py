@@ -180,7 +180,9 @@ class CoachSession:
             if snippet is None:  # withdrawn since the search
                 continue
             reason = redact(firing.reason, utt.lang)
-            payload = Suggestion(snippet.id, snippet.title, snippet.body, firing.score, reason)
+            payload = Suggestion(
+                snippet.id, snippet.title, snippet.body, firing.score, reason, snippet.version
+            )
             out.append(Event("suggestion", self.call_id, utt.channel, utt.t_start, utt.t_end, payload))
         return out
 

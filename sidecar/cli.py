@@ -3,6 +3,7 @@
     assist replay CALL [--kb KB.jsonl] [--rules DIR] [--realtime] [--lang en|zh|auto]
                        [--channel agent|customer]
     assist demo                 replay the bundled sample call in real time, readably
+    assist serve [--demo]       the service: REST + SSE API and the browser UIs
     assist models prepare|list  resolve (and join) every model; show where each one lives
 
 ``replay`` is a contract other tools depend on: stdout carries one JSON event per line and
@@ -77,8 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         "dir", type=Path, nargs="?", default=None, help="pack directory (default: shipped pack)"
     )
     from knowledge.cli import add_kb_parser
+    from sidecar.service.serve import add_serve_parser
 
     add_kb_parser(sub)
+    add_serve_parser(sub)
     models = sub.add_parser("models", help="offline models")
     models.add_argument("action", choices=["prepare", "list"])
     return parser
@@ -96,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_replay(args, print_readable, realtime=not args.fast))
         if args.command == "rules":
             return _rules_check(args.dir)
+        if args.command == "serve":
+            from sidecar.service.serve import serve
+
+            return serve(args)
         if args.command == "kb":
             from knowledge.cli import run_kb
 

@@ -27,6 +27,7 @@ EventType: TypeAlias = Literal[
     "emotion",
     "suggestion",
     "whisper",
+    "barge",
     "score",
 ]
 Severity: TypeAlias = Literal["fatal", "serious", "general"]
@@ -153,12 +154,23 @@ class Suggestion:
     body: str
     score: float
     reason: str
+    version: int = 0  # the snippet's version when it was pushed (edits show up as a new version)
 
 
 @dataclass(frozen=True, slots=True)
 class Whisper:
+    """A supervisor's note to the agent, shown on the agent's widget only."""
+
     text: str
     author: str
+
+
+@dataclass(frozen=True, slots=True)
+class Barge:
+    """A supervisor asks to join the call: the telephony side conferences them in."""
+
+    author: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +201,7 @@ Payload: TypeAlias = (
     | Emotion
     | Suggestion
     | Whisper
+    | Barge
     | Score
 )
 
@@ -203,6 +216,7 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
     "emotion": Emotion,
     "suggestion": Suggestion,
     "whisper": Whisper,
+    "barge": Barge,
     "score": Score,
 }
 
@@ -232,21 +246,21 @@ class Event:
             "t_start": round(self.t_start, 3),
             "t_end": round(self.t_end, 3),
             "emitted_at": round(self.emitted_at, 3),
-            "payload": _plain(self.payload),
+            "payload": plain(self.payload),
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Dataclasses to dicts, tuples to lists, floats rounded to milliseconds."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, float):
         return round(value, 3)
     return value

@@ -40,6 +40,7 @@ async def replay_audio(
     lang: str,
     realtime: bool,
     emit: Emit | None = None,
+    meta: dict[str, str] | None = None,
 ) -> CallPipeline:
     pipeline = CallPipeline(
         call_id,
@@ -54,7 +55,7 @@ async def replay_audio(
     await pipeline.start(
         str(call.path),
         realtime=realtime,
-        meta={"encoding": call.source_encoding, "sample_rate": str(call.source_rate)},
+        meta={**(meta or {}), "encoding": call.source_encoding, "sample_rate": str(call.source_rate)},
     )
     step = round(FRAME_S * 16_000)
     total = max(pcm.size for pcm in call.channels.values())
@@ -100,11 +101,13 @@ async def replay_transcript(
     lang: str,
     realtime: bool,
     emit: Emit | None = None,
+    meta: dict[str, str] | None = None,
 ) -> None:
     publish = emit or bus.publish
+    meta = {**(meta or {}), "mode": "transcript"}
     await publish(
         Event("call.started", call_id, None, 0.0, 0.0,
-              CallStarted(str(call.path), lang, ("agent", "customer"), realtime, {"mode": "transcript"}))
+              CallStarted(str(call.path), lang, ("agent", "customer"), realtime, meta))
     )  # fmt: skip
     segments = {"agent": 0, "customer": 0}
     for turn in call.turns:

@@ -1,0 +1,178 @@
+"""``assist serve``: the FastAPI application.
+
+Startup loads everything heavy (rule pack, embedders, knowledge index, the ASR model) before the
+first request; a task folds every bus event into the call board (what REST and the floor show);
+another watches the rule pack. Shutdown ends running calls (``call.ended`` with reason
+``aborted``) and saves the knowledge index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sidecar.bus import ALL_CALLS, SubscriberLaggedError
+from sidecar.service import routes_calls, routes_kb, routes_rules
+from sidecar.service.auth import Principal
+from sidecar.service.board import CallBoard
+from sidecar.service.config import ServiceConfig, Services, build_services
+from sidecar.service.context import AppContext, Metrics, authorize
+from sidecar.service.live import LiveCalls
+
+log = logging.getLogger("assist.service")
+access_log = logging.getLogger("assist.access")
+STATIC = Path(__file__).resolve().parent.parent.parent / "widget" / "static"
+CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
+
+
+async def follow_bus(ctx: AppContext) -> None:
+    """Fold every event into the board; after a lag (a burst longer than the bus retains),
+    carry on from now: the board then misses the lost events, and says so in the log."""
+    after: int | None = 0
+    while True:
+        try:
+            async for event in ctx.services.bus.subscribe(ALL_CALLS, after_seq=after):
+                ctx.metrics.events.labels(event.type).inc()
+                await ctx.board.apply(event)
+            return
+        except SubscriberLaggedError as exc:
+            log.error("call board fell behind the bus: %s", exc)
+            after = None
+
+
+def create_app(config: ServiceConfig | None = None, services: Services | None = None) -> FastAPI:
+    cfg = config or ServiceConfig.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = services if services is not None else await asyncio.to_thread(build_services, cfg)
+        live = LiveCalls(built.bus, built.coach, built.policy, cfg.recordings_dir)
+        ctx = AppContext(built, CallBoard(), live, Metrics())
+        ctx.metrics.calls_live.set_function(ctx.board.live_count)
+        ping = getattr(built.bus, "ping", None)
+        if ping is not None:
+            await ping()  # a Redis bus that cannot be reached: fail at start, with its URL
+        ctx.spawn(follow_bus(ctx), "board")
+        ctx.spawn(built.coach.watch(), "rules-watch")
+        if cfg.preload_lang:
+            await asyncio.to_thread(live.engine.preload, cfg.preload_lang)
+        app.state.ctx = ctx
+        log.info("service ready", extra={"bus": type(built.bus).__name__})
+        try:
+            yield
+        finally:
+            await live.close()
+            await asyncio.sleep(0.1)  # let the board fold in the calls' ends
+            for task in ctx.tasks:
+                task.cancel()
+            await asyncio.gather(*ctx.tasks, return_exceptions=True)
+            await _save_index(built)
+            close = getattr(built.bus, "close", None)
+            if close is not None:
+                await close()
+
+    app = FastAPI(
+        title="agent-assist",
+        version="0.1.0",
+        summary="Live coaching for customer-service calls: calls, events (SSE), knowledge, rules.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(AccessLog)
+    app.include_router(routes_calls.router)
+    app.include_router(routes_kb.router)
+    app.include_router(routes_rules.router)
+    _operations(app)
+    app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
+    return app
+
+
+async def _save_index(services: Services) -> None:
+    if services.knowledge is None:
+        return
+    from knowledge.cli import index_dir
+
+    try:
+        await asyncio.to_thread(services.knowledge.index.save, index_dir(Path(services.store.path)))
+    except Exception as exc:  # a failed save only costs a rebuild at the next start
+        log.warning("knowledge index not saved: %s", exc)
+
+
+def _operations(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["operations"])
+    def healthz(request: Request) -> dict[str, Any]:
+        ctx: AppContext | None = getattr(request.app.state, "ctx", None)
+        if ctx is None:
+            return {"status": "starting"}
+        return {
+            "status": "ok",
+            "calls_live": ctx.board.live_count(),
+            "bus": "redis" if type(ctx.services.bus).__name__.startswith("Redis") else "memory",
+            "rules_error": bool(ctx.services.coach.last_error),
+        }
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics(request: Request) -> Response:
+        ctx: AppContext | None = getattr(request.app.state, "ctx", None)
+        body = generate_latest(ctx.metrics.registry) if ctx else b""
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/me", tags=["operations"], responses={401: {}})
+    def me(principal: Annotated[Principal, Depends(authorize(None))]) -> dict[str, str]:
+        return {"name": principal.name, "role": principal.role}
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+
+class AccessLog:
+    """One JSON log line per request (route template, status, time; never the query string, a
+    token or call content) and the request histogram; security headers on every answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapped(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                if scope["path"].startswith("/ui"):
+                    headers.append((b"content-security-policy", CSP.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapped)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or ("/ui" if scope["path"].startswith("/ui") else "other")
+            elapsed = time.perf_counter() - start
+            app = scope.get("app")
+            ctx: AppContext | None = getattr(getattr(app, "state", None), "ctx", None)
+            if ctx is not None:
+                ctx.metrics.requests.labels(scope["method"], template, str(status)).observe(elapsed)
+            access_log.info(
+                "request",
+                extra={"method": scope["method"], "route": template, "status": status,
+                       "ms": round(elapsed * 1000, 1)},
+            )  # fmt: skip

@@ -1,0 +1,120 @@
+"""The service's settings and the long-lived objects built from them.
+
+Embedded defaults: in-process bus, SQLite knowledge base and feedback in ``data_dir``, a copy of the
+shipped rule pack in ``data_dir/rules`` (what knowledge managers edit and publish), the bundled
+sample call and knowledge base. ``REDIS_URL`` switches the bus to Redis Streams.
+
+Environment: ``ASSIST_DATA`` (data directory), ``ASSIST_RECORDINGS`` (recorded calls that may be
+played), ``ASSIST_KB_SEED`` (snippets imported into an empty store; ``none`` for none),
+``REDIS_URL``, ``ASSIST_TOKENS_FILE`` / ``ASSIST_TOKENS`` (see ``auth.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coach.engine import Coach
+from coach.rules import DEFAULT_PACK
+from knowledge.feedback import FeedbackLog
+from knowledge.policy import StoreKnowledge, SuggestionPolicy, default_policy
+from knowledge.store import SnippetStore
+from sidecar.bus import Bus, InMemoryBus
+from sidecar.service.auth import TokenTable, demo_tokens, tokens_from_env
+
+log = logging.getLogger(__name__)
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "samples"
+
+
+@dataclass
+class ServiceConfig:
+    data_dir: Path = Path(".assist")
+    recordings_dir: Path | None = SAMPLES
+    kb_seed: Path | None = SAMPLES / "sample-kb.jsonl"
+    rules_dir: Path | None = None  # default: data_dir/rules, seeded from the shipped pack
+    redis_url: str | None = None
+    tokens: TokenTable | None = None  # default: from the environment, else demo tokens
+    knowledge: bool = True  # load the embedders and push procedures
+    preload_lang: str | None = "en"  # load the ASR model at start, not on the first call
+    demo: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> ServiceConfig:
+        env = os.environ
+        seed = env.get("ASSIST_KB_SEED")
+        return cls(
+            data_dir=Path(env.get("ASSIST_DATA", ".assist")),
+            recordings_dir=Path(env["ASSIST_RECORDINGS"]) if env.get("ASSIST_RECORDINGS") else SAMPLES,
+            kb_seed=None if seed == "none" else Path(seed) if seed else SAMPLES / "sample-kb.jsonl",
+            redis_url=env.get("REDIS_URL") or None,
+        )
+
+    @property
+    def rules_path(self) -> Path:
+        return self.rules_dir or self.data_dir / "rules"
+
+
+@dataclass
+class Services:
+    config: ServiceConfig
+    bus: Bus
+    tokens: TokenTable
+    store: SnippetStore
+    feedback: FeedbackLog
+    coach: Coach
+    knowledge: StoreKnowledge | None
+    policy: SuggestionPolicy | None
+
+
+def make_bus(config: ServiceConfig) -> Bus:
+    if config.redis_url:
+        from sidecar.redis_bus import RedisStreamsBus
+
+        return RedisStreamsBus(config.redis_url)
+    return InMemoryBus()
+
+
+def seed_rules(target: Path) -> None:
+    """A first start copies the shipped pack; later starts keep what was published."""
+    if target.is_dir() and any(target.glob("*.yaml")):
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for path in DEFAULT_PACK.glob("*.yaml"):
+        shutil.copy2(path, target / path.name)
+    log.info("rule pack seeded from %s into %s", DEFAULT_PACK, target)
+
+
+def build_services(config: ServiceConfig, bus: Bus | None = None) -> Services:
+    """Everything heavy (models, index) loads here, before the service accepts calls."""
+    from knowledge.cli import index_dir
+    from knowledge.index import SnippetIndex
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    seed_rules(config.rules_path)
+    tokens = config.tokens or tokens_from_env() or demo_tokens()
+    db = config.data_dir / "kb.sqlite3"
+    store = SnippetStore(db)
+    if config.kb_seed is not None and not store.list():
+        report = store.import_jsonl(config.kb_seed, actor="seed")
+        log.info("knowledge base seeded with %d snippets from %s", report.created, config.kb_seed)
+    coach = Coach(config.rules_path)
+    knowledge = policy = None
+    if config.knowledge and coach.embedder is not None:
+        index = SnippetIndex.load_or_rebuild(index_dir(db), store, coach.embedder, progress=False)
+        knowledge = StoreKnowledge(store, coach.embedder, index=index)
+        policy = default_policy(knowledge)
+        policy.warm_up()
+    return Services(
+        config=config,
+        bus=bus or make_bus(config),
+        tokens=tokens,
+        store=store,
+        feedback=FeedbackLog(store),
+        coach=coach,
+        knowledge=knowledge,
+        policy=policy,
+    )

@@ -1,0 +1,196 @@
+"""Live calls inside the service: a recorded call played through the live pipeline, and the
+supervisor's whisper and barge-in.
+
+A recording runs exactly as a tap's call would: real-time clock, ASR for audio (bounded,
+drop-oldest queues), the call's coach session (``CoachSink``) with the service's knowledge base,
+dead-air ticks. The media taps (a later issue) start calls through ``start_pipeline`` the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from coach.engine import Coach
+from coach.sink import CoachSink
+from knowledge.policy import SuggestionPolicy
+from sidecar.bus import Bus
+from sidecar.callfile import AudioCall, load_call
+from sidecar.clock import Clock, FastClock, RealtimeClock
+from sidecar.engine import SpeechEngine
+from sidecar.errors import InputError
+from sidecar.events import Barge, CallEnded, Event, Whisper
+from sidecar.replay import new_call_id, replay_audio, replay_transcript
+
+log = logging.getLogger(__name__)
+AUDIO_SUFFIXES = (".wav",)
+TRANSCRIPT_SUFFIXES = (".jsonl",)
+
+
+class CallNotLiveError(Exception):
+    """The call has ended (or never started): nothing can be sent to it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    name: str
+    kind: str  # "audio" | "transcript"
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    recording: str
+    realtime: bool = True
+    lang: str = "en"
+    agent_id: str = ""
+    queue: str = ""
+    call_id: str | None = None
+
+
+class LiveCalls:
+    def __init__(
+        self,
+        bus: Bus,
+        coach: Coach,
+        knowledge: SuggestionPolicy | None,
+        recordings_dir: Path | None,
+        engine_factory: Callable[[], SpeechEngine] = SpeechEngine,
+    ) -> None:
+        self.bus = bus
+        self.coach = coach
+        self.knowledge = knowledge
+        self.recordings_dir = recordings_dir
+        self._engine_factory = engine_factory
+        self._engine: SpeechEngine | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def engine(self) -> SpeechEngine:
+        if self._engine is None:
+            self._engine = self._engine_factory()
+        return self._engine
+
+    # -- recordings ----------------------------------------------------------------------------
+
+    def recordings(self) -> list[Recording]:
+        if self.recordings_dir is None or not self.recordings_dir.is_dir():
+            return []
+        out = []
+        for path in sorted(self.recordings_dir.iterdir()):
+            if path.suffix not in AUDIO_SUFFIXES + TRANSCRIPT_SUFFIXES or not path.is_file():
+                continue
+            try:
+                call = load_call(path, "customer")
+            except InputError as exc:
+                log.warning("recording %s skipped: %s", path.name, exc)
+                continue
+            kind = "audio" if isinstance(call, AudioCall) else "transcript"
+            out.append(Recording(path.name, kind, round(call.duration_s, 3)))
+        return out
+
+    def recording_path(self, name: str) -> Path:
+        """A recording by its bare name inside the recordings directory (no paths, no escapes)."""
+        if self.recordings_dir is None:
+            raise InputError("this service has no recordings directory")
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise InputError(f"recording {name!r}: give a bare file name from GET /v1/recordings")
+        path = self.recordings_dir / name
+        if not path.is_file() or path.suffix not in AUDIO_SUFFIXES + TRANSCRIPT_SUFFIXES:
+            raise InputError(f"recording {name!r}: no such recording")
+        return path
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    async def start_recording(self, request: StartRequest) -> str:
+        """Start playing a recording as a live call; returns once ``call.started`` is published."""
+        path = self.recording_path(request.recording)
+        call = load_call(path, "customer")
+        call_id = request.call_id or new_call_id("rec")
+        if call_id in self._tasks or any(c.call_id == call_id for c in self.bus.calls()):
+            raise InputError(f"call id {call_id} is already in use")
+        if isinstance(call, AudioCall):
+            await asyncio.to_thread(self.engine.preload, request.lang)  # model loading is not call time
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sink = CoachSink(self.coach, self.bus, knowledge=self.knowledge)
+        ended = False
+
+        async def emit(event: Event) -> Event:
+            nonlocal ended
+            stamped = await sink(event)
+            if event.type == "call.started" and not started.done():
+                started.set_result(None)
+            ended = ended or event.type == "call.ended"
+            return stamped
+
+        clock: Clock | None = RealtimeClock() if request.realtime else None
+        meta = {"agent_id": request.agent_id, "queue": request.queue, "recording": path.name}
+
+        async def run() -> None:
+            play_clock: Clock = clock or FastClock()
+            sink.start_ticking(play_clock.elapsed)
+            try:
+                if isinstance(call, AudioCall):
+                    await replay_audio(call, call_id=call_id, bus=self.bus, engine=self.engine,
+                                       clock=play_clock, lang=request.lang, realtime=request.realtime,
+                                       emit=emit, meta=meta)  # fmt: skip
+                else:
+                    await replay_transcript(call, call_id=call_id, bus=self.bus, clock=play_clock,
+                                            lang=request.lang, realtime=request.realtime, emit=emit,
+                                            meta=meta)  # fmt: skip
+            except asyncio.CancelledError:
+                if started.done() and not ended:  # the service is stopping: the call still ends
+                    t = play_clock.elapsed()
+                    await emit(Event("call.ended", call_id, None, 0.0, t, CallEnded("aborted", t)))
+                raise
+            finally:
+                await sink.stop_ticking()
+
+        task = asyncio.create_task(run(), name=f"call:{call_id}")
+        self._tasks[call_id] = task
+        task.add_done_callback(lambda t: self._finished(call_id, t))
+        await self._await_start(started, task)
+        return call_id
+
+    async def _await_start(self, started: asyncio.Future[None], task: asyncio.Task[None]) -> None:
+        done, _ = await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+        if started not in done:
+            task.result()  # the call failed before it started: its error
+            raise RuntimeError("the call ended before it started")
+
+    def _finished(self, call_id: str, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(call_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call %s failed: %r", call_id, task.exception())
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    async def whisper(self, call_id: str, t: float, text: str, author: str) -> Event:
+        """``t``: the call time the note belongs to (the call's latest event)."""
+        return await self._publish(Event("whisper", call_id, "agent", t, t, Whisper(text, author)))
+
+    async def barge(self, call_id: str, t: float, author: str, reason: str) -> Event:
+        return await self._publish(Event("barge", call_id, None, t, t, Barge(author, reason)))
+
+    async def _publish(self, event: Event) -> Event:
+        try:
+            return await self.bus.publish(event)
+        except RuntimeError as exc:  # the bus refuses events for an ended call
+            raise CallNotLiveError(str(exc)) from None
+
+    async def close(self) -> None:
+        """Shutdown: every running call ends (``call.ended`` with reason ``aborted``)."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._engine is not None:
+            self._engine.close()

@@ -1,0 +1,236 @@
+"""Calls: list and detail, per-call SSE with resume, the supervisor floor, whisper, barge-in,
+and starting a recorded call through the live pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from sidecar.bus import SubscriberLaggedError
+from sidecar.errors import InputError
+from sidecar.service.auth import Principal
+from sidecar.service.board import FloorLaggedError, summary_sort_key
+from sidecar.service.context import AppContext, authorize, authorize_stream, get_ctx, visible_call
+from sidecar.service.live import CallNotLiveError, StartRequest
+from sidecar.service.sse import SseMessage, json_message, sse_stream
+
+router = APIRouter(prefix="/v1", tags=["calls"])
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class CallSummary(BaseModel):
+    call_id: str
+    agent_id: str
+    queue: str
+    lang: str
+    source: str
+    started_at: float
+    ended: bool
+    end_reason: str
+    duration_s: float
+    last_seq: int
+    risk: float = Field(description="0..1, riskiest first in lists")
+    temperature: float = Field(description="the customer's temperature now, -1..1")
+    temperatures: list[float] = Field(description="recent temperatures, for a sparkline")
+    alerts: dict[str, int] = Field(description="alert counts by severity")
+    last_alert: dict[str, Any] | None
+    checklist: dict[str, int] = Field(description="disclosure steps by state")
+    score: float | None = Field(description="the post-call score (0..100) once the call has ended")
+
+
+class CallDetail(CallSummary):
+    alerts: list[dict[str, Any]]  # type: ignore[assignment]  # the list here, counts in alert_counts
+    alert_counts: dict[str, int]
+    transcript: list[dict[str, Any]]
+    checklist: dict[str, dict[str, Any]]  # type: ignore[assignment]
+    emotion: list[dict[str, Any]]
+    suggestions: list[dict[str, Any]]
+    whispers: list[dict[str, Any]]
+    intents: list[dict[str, Any]]
+    barges: list[dict[str, Any]]
+    scorecard: dict[str, Any] | None
+
+
+class WhisperIn(BaseModel):
+    text: str = Field(min_length=1, max_length=1000)
+
+
+class BargeIn(BaseModel):
+    reason: str = Field("", max_length=500)
+
+
+class StartCallIn(BaseModel):
+    recording: str = Field(min_length=1, max_length=255, description="a name from GET /v1/recordings")
+    realtime: bool = True
+    lang: Literal["en", "zh", "auto"] = "en"
+    agent_id: str = Field("", max_length=128)
+    queue: str = Field("", max_length=128)
+    call_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+class StartedOut(BaseModel):
+    call_id: str
+
+
+class RecordingOut(BaseModel):
+    name: str
+    kind: str
+    duration_s: float
+
+
+@router.get("/calls", response_model=list[CallSummary])
+def list_calls(
+    ctx: Ctx,
+    principal: Annotated[Principal, Depends(authorize("calls.read"))],
+    status: Literal["live", "ended", "all"] = "all",
+) -> list[dict[str, Any]]:
+    calls = ctx.board.calls()
+    if not principal.may("calls.read_all"):
+        calls = [c for c in calls if c.agent_id == principal.name]
+    if status != "all":
+        calls = [c for c in calls if c.ended == (status == "ended")]
+    return [c.summary() for c in sorted(calls, key=summary_sort_key)]
+
+
+@router.get("/calls/{call_id}", response_model=CallDetail, responses={403: {}, 404: {}})
+def get_call(
+    call_id: str, ctx: Ctx, principal: Annotated[Principal, Depends(authorize("calls.read"))]
+) -> dict[str, Any]:
+    return visible_call(ctx, principal, call_id).detail()
+
+
+@router.get(
+    "/calls/{call_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "the call's events (SSE)"}},
+)
+async def call_events(
+    call_id: str,
+    ctx: Ctx,
+    principal: Annotated[Principal, Depends(authorize_stream("calls.read"))],
+    last_event_id: Annotated[str | None, Header(description="resume after this seq")] = None,
+    after: Annotated[int | None, Query(ge=0, description="resume after this seq")] = None,
+) -> StreamingResponse:
+    visible_call(ctx, principal, call_id)
+    after_seq = after if after is not None else _seq(last_event_id)
+    subscription = ctx.services.bus.subscribe(call_id, after_seq=after_seq)
+
+    async def messages() -> AsyncIterator[SseMessage]:
+        async for event in subscription:
+            yield SseMessage(event.seq, event.type, event.to_json())
+
+    def lagged(exc: BaseException) -> SseMessage | None:
+        if isinstance(exc, SubscriberLaggedError):  # re-read GET /v1/calls/{id}, then resume
+            return json_message(None, "error", {"detail": f"lagged: {exc}", "resync": True})
+        return None
+
+    return _sse(ctx, "call", sse_stream(messages(), on_error=lagged))
+
+
+def _seq(value: str | None) -> int:
+    if value is None or not value.strip():
+        return 0
+    try:
+        seq = int(value)
+    except ValueError:
+        raise HTTPException(400, f"Last-Event-ID must be an event seq (got {value[:40]!r})") from None
+    if seq < 0:
+        raise HTTPException(400, "Last-Event-ID must not be negative")
+    return seq
+
+
+def _sse(ctx: AppContext, stream: str, body: AsyncIterator[bytes]) -> StreamingResponse:
+    gauge = ctx.metrics.sse_clients.labels(stream)
+
+    async def counted() -> AsyncIterator[bytes]:
+        gauge.inc()
+        try:
+            async for chunk in body:
+                yield chunk
+        finally:
+            gauge.dec()
+
+    return StreamingResponse(counted(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.get(
+    "/floor/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "call summaries and alerts (SSE)"}},
+)
+async def floor_events(
+    ctx: Ctx,
+    principal: Annotated[Principal, Depends(authorize_stream("floor.read"))],
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    after = _seq(last_event_id) if last_event_id else None
+
+    async def messages() -> AsyncIterator[SseMessage]:
+        async for message in ctx.board.floor(after):
+            yield json_message(message.id, message.event, message.data)
+
+    def lagged(exc: BaseException) -> SseMessage | None:
+        if isinstance(exc, FloorLaggedError):
+            return json_message(None, "error", {"detail": str(exc), "resync": True})
+        return None
+
+    return _sse(ctx, "floor", sse_stream(messages(), on_error=lagged))
+
+
+@router.post("/calls/{call_id}/whisper", status_code=202, responses={403: {}, 404: {}, 409: {}})
+async def whisper(
+    call_id: str,
+    body: WhisperIn,
+    ctx: Ctx,
+    principal: Annotated[Principal, Depends(authorize("calls.control"))],
+) -> dict[str, Any]:
+    state = visible_call(ctx, principal, call_id)
+    try:
+        event = await ctx.live.whisper(call_id, state.duration_s, body.text.strip(), principal.name)
+    except CallNotLiveError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return event.to_dict()
+
+
+@router.post("/calls/{call_id}/barge", status_code=202, responses={403: {}, 404: {}, 409: {}})
+async def barge(
+    call_id: str,
+    body: BargeIn,
+    ctx: Ctx,
+    principal: Annotated[Principal, Depends(authorize("calls.control"))],
+) -> dict[str, Any]:
+    state = visible_call(ctx, principal, call_id)
+    try:
+        event = await ctx.live.barge(call_id, state.duration_s, principal.name, body.reason.strip())
+    except CallNotLiveError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return event.to_dict()
+
+
+@router.get("/recordings", response_model=list[RecordingOut])
+def recordings(
+    ctx: Ctx, principal: Annotated[Principal, Depends(authorize("calls.control"))]
+) -> list[dict[str, Any]]:
+    return [{"name": r.name, "kind": r.kind, "duration_s": r.duration_s} for r in ctx.live.recordings()]
+
+
+@router.post("/calls", status_code=201, response_model=StartedOut, responses={400: {}, 409: {}})
+async def start_call(
+    body: StartCallIn,
+    request: Request,
+    ctx: Ctx,
+    principal: Annotated[Principal, Depends(authorize("calls.control"))],
+) -> dict[str, str]:
+    req = StartRequest(body.recording, body.realtime, body.lang, body.agent_id, body.queue, body.call_id)
+    try:
+        call_id = await ctx.live.start_recording(req)
+    except InputError as exc:
+        status = 409 if "already in use" in str(exc) else 400
+        raise HTTPException(status, str(exc)) from None
+    await ctx.board.wait_for_call(call_id, timeout_s=5.0)
+    return {"call_id": call_id}

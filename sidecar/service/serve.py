@@ -1,0 +1,100 @@
+"""``assist serve``: run the service with uvicorn; ``--demo`` also plays the bundled sample call,
+again and again, as a live call for the demo agent, and prints a URL per role."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from sidecar.service.app import create_app
+from sidecar.service.auth import Role
+from sidecar.service.config import ServiceConfig
+from sidecar.service.context import AppContext
+from sidecar.service.live import StartRequest
+from sidecar.service.logs import configure
+
+log = logging.getLogger("assist.service")
+DEMO_PAUSE_S = 5.0
+
+
+def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the service: REST + SSE API and the browser UIs")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--data", type=Path, default=None, help="data directory (default: $ASSIST_DATA or .assist)"
+    )
+    p.add_argument("--recordings", type=Path, default=None, help="recorded calls that may be played")
+    p.add_argument("--demo", action="store_true", help="play the sample call live, over and over")
+    p.add_argument("--demo-call", default="sample-call.wav", help="the recording the demo plays")
+
+
+def serve(args: argparse.Namespace) -> int:
+    configure()
+    config = ServiceConfig.from_env()
+    if args.data is not None:
+        config.data_dir = args.data
+    if args.recordings is not None:
+        config.recordings_dir = args.recordings
+    config.demo = args.demo
+    app = create_app(config)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False,
+                       timeout_graceful_shutdown=5)
+    )  # fmt: skip
+
+    async def main() -> None:
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has only a flag)
+            await asyncio.sleep(0.1)
+        if server.started:
+            ctx: AppContext = app.state.ctx
+            _print_urls(ctx, f"http://{args.host}:{args.port}")
+            if args.demo:
+                demo = asyncio.create_task(_demo_loop(ctx, args.demo_call))
+                serving.add_done_callback(lambda _: demo.cancel())
+        await serving
+
+    asyncio.run(main())
+    return 0 if server.started else 1
+
+
+def _print_urls(ctx: AppContext, base: str) -> None:
+    tokens = ctx.services.tokens
+    pages: list[tuple[str, Role, str]] = [
+        ("agent widget", "agent", "/ui/agent.html"),
+        ("supervisor console", "supervisor", "/ui/supervisor.html"),
+        ("knowledge manager", "knowledge_manager", "/ui/knowledge.html"),
+    ]
+    lines = [f"agent-assist is serving on {base}  (API: {base}/docs)"]
+    for label, role, path in pages:
+        token = tokens.token_for(role)
+        lines.append(
+            f"  {label:19} {base}{path}#token={token}" if token else f"  {label:19} (no {role} token)"
+        )
+    admin = tokens.token_for("admin")
+    if admin:
+        lines.append(f"  admin token         {admin}")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+async def _demo_loop(ctx: AppContext, recording: str) -> None:
+    """The sample call, live, for the demo agent; when it ends, a pause, then again."""
+    agent = next((e.principal.name for e in ctx.services.tokens.entries if e.principal.role == "agent"), "")
+    while True:
+        try:
+            call_id = await ctx.live.start_recording(
+                StartRequest(recording, realtime=True, lang="en", agent_id=agent, queue="demo")
+            )
+        except Exception as exc:
+            log.error("demo call could not start: %s", exc)
+            return
+        print(f"demo: call {call_id} is live (agent {agent})", file=sys.stderr, flush=True)
+        async for event in ctx.services.bus.subscribe(call_id, after_seq=None):
+            del event  # the subscription ends with the call
+        await asyncio.sleep(DEMO_PAUSE_S)

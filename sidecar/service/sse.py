@@ -1,0 +1,88 @@
+"""Server-sent events: framing, keep-alive pings, and a bounded hand-off from the bus.
+
+A pump task reads the source (a bus subscription or the floor feed) into a bounded queue; the
+response reads the queue and writes a ``: ping`` comment whenever nothing came for
+``ping_s``. Drop policy: none. When the client reads slower than events arrive the queue fills
+and the pump waits; the source is a cursor over the bus's retained log, so waiting costs no
+memory, and a client too far behind gets an ``error`` message saying it lagged (then re-reads
+the call's state) instead of a silent gap. When the client goes away the pump is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+PING_S = 15.0
+QUEUE_SIZE = 256
+RETRY_MS = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class SseMessage:
+    id: int | None
+    event: str
+    data: str  # JSON text
+
+    def encode(self) -> bytes:
+        head = f"id: {self.id}\n" if self.id is not None else ""
+        # JSON never holds a raw newline, so one data line carries it
+        return f"{head}event: {self.event}\ndata: {self.data}\n\n".encode()
+
+
+def json_message(id_: int | None, event: str, data: Any) -> SseMessage:
+    return SseMessage(id_, event, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+_END = object()
+
+
+async def sse_stream(
+    source: AsyncIterator[SseMessage],
+    *,
+    ping_s: float = PING_S,
+    on_error: Callable[[BaseException], SseMessage | None] | None = None,
+) -> AsyncIterator[bytes]:
+    """Encode ``source`` as an SSE body with pings; ends when the source ends."""
+    queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_SIZE)
+
+    async def pump() -> None:
+        try:
+            async for message in source:
+                await queue.put(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            last = on_error(exc) if on_error else None
+            if last is None:
+                log.exception("event stream failed")
+            else:
+                await queue.put(last)
+        await queue.put(_END)
+
+    task = asyncio.create_task(pump())
+    try:
+        yield f"retry: {RETRY_MS}\n\n".encode()
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=ping_s)
+            except TimeoutError:
+                yield b": ping\n\n"
+                continue
+            if item is _END:
+                return
+            yield item.encode()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
