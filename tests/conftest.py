@@ -6,15 +6,22 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 import wave
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import redis
+from redis import asyncio as aioredis
 
 from sidecar.audio import Pcm16, resample
 from sidecar.engine import SpeechEngine
+from sidecar.redis_bus import RedisStreamsBus
+
+pytest_plugins = ["tests.service_helpers"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -78,3 +85,58 @@ def engine() -> Iterator[SpeechEngine]:
     eng = SpeechEngine()
     yield eng
     eng.close()
+
+
+REDIS_TEST_URL = os.environ.get("ASSIST_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis (``ASSIST_TEST_REDIS_URL``, default 127.0.0.1:6379/0).
+
+    Without one the test is skipped, unless ``CI`` is set: there it fails, so the Redis suite
+    cannot silently stop running.
+    """
+    try:
+        with redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2) as client:
+            client.ping()
+    except (redis.RedisError, OSError) as exc:
+        message = f"Redis is not reachable at {REDIS_TEST_URL}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI is set, so the Redis tests must run: start redis-server)")
+        pytest.skip(message)
+    return REDIS_TEST_URL
+
+
+class RedisBusFactory:
+    """Makes ``RedisStreamsBus``es on one fresh key ``prefix`` (two of them are two nodes)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.prefix = f"test-{uuid.uuid4().hex}"
+        self.made: list[RedisStreamsBus] = []
+
+    def __call__(self, **kwargs: Any) -> RedisStreamsBus:
+        kwargs.setdefault("prefix", self.prefix)
+        bus = RedisStreamsBus(self.url, **kwargs)
+        self.made.append(bus)
+        return bus
+
+    async def cleanup(self) -> None:
+        for bus in self.made:
+            await bus.close()
+        client = aioredis.Redis.from_url(self.url)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{self.prefix}:*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+
+@pytest.fixture
+async def redis_bus_factory(redis_url: str) -> AsyncIterator[RedisBusFactory]:
+    """``RedisBusFactory`` on a fresh prefix; its buses are closed and its keys deleted after."""
+    factory = RedisBusFactory(redis_url)
+    yield factory
+    await factory.cleanup()

@@ -141,7 +141,8 @@ class CallState:
         self.last_seq = max(self.last_seq, event.seq)
         self.duration_s = max(self.duration_s, event.t_end)
         p = event.payload
-        head = {"seq": event.seq, "channel": event.channel, "t_start": event.t_start, "t_end": event.t_end}
+        head = {"seq": event.seq, "channel": event.channel, "t_start": event.t_start, "t_end": event.t_end,
+                "emitted_at": event.emitted_at}  # fmt: skip
         if isinstance(p, CallStarted):
             self.lang, self.source = p.lang, p.source
             self.agent_id = p.meta.get("agent_id", "")

@@ -1,0 +1,122 @@
+"""A real ``assist serve`` for tests: uvicorn on 127.0.0.1 in a background thread, real models,
+a real SQLite knowledge base seeded from the sample, the recorded calls in
+``tests/fixtures/service``, and one token per role (two agents, ``alice`` and ``bob``).
+
+Registered as a pytest plugin in ``conftest.py``; the server starts once per test session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from sidecar.service.app import create_app
+from sidecar.service.auth import Principal, TokenEntry, TokenTable
+from sidecar.service.config import SAMPLES, ServiceConfig
+
+FIXTURES = Path(__file__).parent / "fixtures" / "service"
+TOKENS = {
+    "admin": ("admin-test-token", "root"),
+    "supervisor": ("supervisor-test-token", "sam"),
+    "knowledge_manager": ("km-test-token", "kim"),
+    "integrator": ("integrator-test-token", "ivan"),
+    "agent": ("agent-alice-token", "alice"),
+    "agent2": ("agent-bob-token", "bob"),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveService:
+    base: str
+    server: uvicorn.Server
+
+    def token(self, role: str) -> str:
+        return TOKENS[role][0]
+
+    def client(self, role: str | None = None, timeout: float = 30.0) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token(role)}"} if role else {}
+        return httpx.Client(base_url=self.base, headers=headers, timeout=timeout)
+
+    def start_call(self, recording: str, *, agent: str = "alice", realtime: bool = True, **extra: Any) -> str:
+        with self.client("supervisor") as c:
+            r = c.post("/v1/calls", json={"recording": recording, "realtime": realtime, "agent_id": agent,
+                                          "queue": "tests", **extra})  # fmt: skip
+            assert r.status_code == 201, r.text
+            return str(r.json()["call_id"])
+
+    def wait_ended(self, call_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        with self.client("supervisor") as c:
+            while time.monotonic() < deadline:
+                detail: dict[str, Any] = c.get(f"/v1/calls/{call_id}").json()
+                if detail["ended"]:
+                    return detail
+                time.sleep(0.2)
+        raise AssertionError(f"call {call_id} did not end within {timeout_s} s")
+
+
+def read_sse(response: httpx.Response, stop: Any = None) -> Iterator[dict[str, Any]]:
+    """Parse an SSE body into messages ``{id, event, data}`` (data JSON-decoded)."""
+    message: dict[str, Any] = {}
+    for line in response.iter_lines():
+        if not line:
+            if "data" in message:
+                message["data"] = json.loads(message["data"])
+                yield message
+            message = {}
+            continue
+        if line.startswith(":"):
+            continue
+        key, _, value = line.partition(": ")
+        if key in ("id", "event", "data"):
+            message[key] = value
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    data = tmp_path_factory.mktemp("service-data")
+    recordings = tmp_path_factory.mktemp("recordings")
+    for path in FIXTURES.glob("*.jsonl"):
+        shutil.copy(path, recordings / path.name)
+    tokens = TokenTable([TokenEntry(tok, Principal(name, "agent" if role == "agent2" else role))  # type: ignore[arg-type]
+                         for role, (tok, name) in TOKENS.items()])  # fmt: skip
+    config = ServiceConfig(
+        data_dir=data,
+        recordings_dir=recordings,
+        kb_seed=SAMPLES / "sample-kb.jsonl",
+        tokens=tokens,
+        preload_lang=None,  # these calls are transcripts: no ASR model needed
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_config=None,
+                       access_log=False, timeout_graceful_shutdown=5)
+    )  # fmt: skip
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), name="assist-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 240
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test service did not start")
+        time.sleep(0.1)
+    yield LiveService(f"http://127.0.0.1:{port}", server)
+    server.should_exit = True
+    thread.join(timeout=30)
