@@ -1,0 +1,144 @@
+"""The browser UIs in headless Debian Chromium (never a downloaded browser), driven by Playwright,
+against the real service: an alert reaches the agent's widget within 2 s of its publication, a
+supervisor's whisper appears on the agent's widget, and a knowledge manager's edit is the version
+the next suggestion carries. Screenshots go to ``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.service_helpers import LiveService
+
+pytestmark = pytest.mark.model
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ARTIFACTS = Path(os.environ.get("ASSIST_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts")) / "browser"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("Debian chromium is not installed (apt-get install chromium)")
+        pytest.skip("Debian chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        # Playwright gives every launch a fresh, throw-away profile (its own --user-data-dir)
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+def _page(browser: Any, width: int = 420, height: int = 900) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors
+    return page
+
+
+def _agent_page(browser: Any, service: LiveService, call_id: str, token_role: str = "agent") -> Any:
+    page = _page(browser)
+    # when the first alert element appears, by the browser's clock (same machine as the server's)
+    page.add_init_script(
+        """
+        new MutationObserver(() => {
+          const el = document.querySelector('#alerts .alert[data-severity="fatal"]');
+          if (el && !window.__fatalSeenAt) window.__fatalSeenAt = Date.now();
+        }).observe(document, {subtree: true, childList: true});
+        """
+    )
+    page.goto(f"{service.base}/ui/agent.html?call={call_id}#token={service.token(token_role)}")
+    return page
+
+
+def test_a_fatal_alert_reaches_the_agent_widget_within_2s(browser: Any, service: LiveService) -> None:
+    call_id = service.start_call("refund-abuse.jsonl", agent="alice", realtime=True)
+    page = _agent_page(browser, service, call_id)
+    page.wait_for_selector('#transcript .final[data-seq]', timeout=20_000)
+    page.wait_for_selector('#alerts .alert[data-severity="fatal"]', timeout=30_000)
+    seen_ms = page.evaluate("window.__fatalSeenAt")
+    assert page.is_visible("#fatal-banner")
+    page.screenshot(path=str(ARTIFACTS / "agent-fatal-alert.png"), full_page=True)
+    with service.client("supervisor") as c:
+        alerts = c.get(f"/v1/calls/{call_id}").json()["alerts"]
+    published = min(a["emitted_at"] for a in alerts if a["severity"] == "fatal")
+    delay_s = seen_ms / 1000 - published
+    assert -0.05 < delay_s < 2.0, f"the fatal alert took {delay_s:.3f} s to show"
+    page.wait_for_selector("#temperature svg polyline, #temperature svg path", timeout=20_000)
+    # (text selectors, not wait_for_function: the pages' CSP forbids the eval it relies on)
+    page.wait_for_selector('#call-status:has-text("ended")', timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "agent-call-ended.png"), full_page=True)
+    assert not page.errors, page.errors
+    page.context.close()
+
+
+def test_a_supervisor_whisper_appears_on_the_agent_widget(browser: Any, service: LiveService) -> None:
+    call_id = service.start_call("polite-refund.jsonl", agent="alice", realtime=True)
+    agent = _agent_page(browser, service, call_id)
+    agent.wait_for_selector("#call-status", timeout=10_000)
+    supervisor = _page(browser, 1280, 900)
+    supervisor.goto(f"{service.base}/ui/supervisor.html#token={service.token('supervisor')}")
+    supervisor.click(f'#calls tbody tr[data-call-id="{call_id}"]', timeout=10_000)
+    supervisor.wait_for_selector(f'#call-panel[data-call-id="{call_id}"]', timeout=10_000)
+    supervisor.fill("#whisper-text", "Offer the express refund option.")
+    supervisor.click("#whisper-send")
+    agent.wait_for_selector('#whispers .whisper:has-text("express refund")', timeout=5_000)
+    supervisor.screenshot(path=str(ARTIFACTS / "supervisor-console.png"), full_page=True)
+    agent.screenshot(path=str(ARTIFACTS / "agent-whisper.png"), full_page=True)
+    assert not agent.errors, agent.errors
+    assert not supervisor.errors, supervisor.errors
+    agent.context.close()
+    supervisor.context.close()
+
+
+def test_an_edited_snippet_is_the_version_the_next_suggestion_carries(browser: Any, service: LiveService) -> None:
+    with service.client("knowledge_manager") as km:
+        before = km.get("/v1/kb/snippets/refund-status").json()
+    page = _page(browser, 1280, 900)
+    page.goto(f"{service.base}/ui/knowledge.html#token={service.token('knowledge_manager')}")
+    page.click('#snippet-list li[data-snippet-id="refund-status"]', timeout=10_000)
+    body = page.locator('#snippet-form [name="body"]')
+    body.wait_for(timeout=5_000)
+    edited = before["body"] + " 4. Offer to email the refund reference."
+    body.fill(edited)
+    page.click("#save-publish")
+    deadline = time.monotonic() + 10
+    with service.client("knowledge_manager") as km:
+        while (now := km.get("/v1/kb/snippets/refund-status").json())["version"] == before["version"]:
+            assert time.monotonic() < deadline, "the edit was not saved"
+            time.sleep(0.1)
+    assert now["status"] == "published"
+    assert now["body"] == edited
+    page.wait_for_selector(f'#history li[data-version="{now["version"]}"]', timeout=5_000)
+    page.screenshot(path=str(ARTIFACTS / "knowledge-manager.png"), full_page=True)
+    assert not page.errors, page.errors
+    page.context.close()
+
+    call_id = service.start_call("polite-refund.jsonl", agent="alice", realtime=True)
+    agent = _agent_page(browser, service, call_id)
+    card = agent.wait_for_selector('#suggestions .card[data-snippet-id="refund-status"]', timeout=20_000)
+    assert card.get_attribute("data-version") == str(now["version"])
+    assert "email the refund reference" in card.inner_text()
+    agent.screenshot(path=str(ARTIFACTS / "agent-suggestion.png"), full_page=True)
+    card.query_selector('button[data-feedback="used"]').click()
+    deadline = time.monotonic() + 5
+    with service.client("knowledge_manager") as km:
+        while not any(s["snippet_id"] == "refund-status" and s["used"] >= 1 for s in km.get("/v1/kb/analytics").json()):
+            assert time.monotonic() < deadline, "the Used button recorded nothing"
+            time.sleep(0.1)
+    assert not agent.errors, agent.errors
+    agent.context.close()

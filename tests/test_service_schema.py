@@ -1,0 +1,43 @@
+"""Schemathesis against the live service's own ``/openapi.json``: generated requests (valid and
+not) to every operation, as an admin, must never get a 5xx.
+
+Run through schemathesis's own command line (its pytest plugin does not support pytest 9 yet).
+The two SSE routes are left out: they stream until the call ends (their errors are tested in
+``test_service_sse.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.service_helpers import LiveService
+
+pytestmark = pytest.mark.model
+ST = Path(sys.executable).with_name("st")
+
+
+def test_no_server_errors(service: LiveService, tmp_path: Path) -> None:
+    cmd = [
+        str(ST), "run", f"{service.base}/openapi.json",
+        "--checks", "not_a_server_error",
+        "--header", f"Authorization: Bearer {service.token('admin')}",
+        "--exclude-path-regex", "/events$",
+        "--phases", "examples,coverage,fuzzing",
+        "--max-examples", "20",
+        "--generation-deterministic",
+        "--workers", "1",
+        "--request-retries", "2",  # a connection the server closed between requests is not a 5xx
+        "--request-timeout", "60",
+        "--no-color",
+    ]  # fmt: skip
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "HOME": str(tmp_path)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    report = done.stdout[-6000:] + done.stderr[-2000:]
+    (tmp_path / "schemathesis.txt").write_text(done.stdout)
+    assert done.returncode == 0, report
+    assert "No issues found" in done.stdout or "passed" in done.stdout, report
