@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 
 install: $(STAMP)
 
+# The service on embedded defaults, playing the bundled sample call live (again and again);
+# it prints a URL with a demo token for each role. Ctrl-C stops it.
 demo: install
-	$(BIN)/assist demo
+	$(BIN)/assist serve --demo
 
 lint: install
 	$(BIN)/ruff check .
@@ -43,6 +45,7 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python bench/asr_stream.py
+	$(BIN)/python bench/sse_fanout.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -22,7 +22,9 @@ FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-ARTIFACTS = Path(os.environ.get("ASSIST_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts")) / "browser"
+ARTIFACTS = (
+    Path(os.environ.get("ASSIST_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts")) / "browser"
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,7 @@ def _agent_page(browser: Any, service: LiveService, call_id: str, token_role: st
 def test_a_fatal_alert_reaches_the_agent_widget_within_2s(browser: Any, service: LiveService) -> None:
     call_id = service.start_call("refund-abuse.jsonl", agent="alice", realtime=True)
     page = _agent_page(browser, service, call_id)
-    page.wait_for_selector('#transcript .final[data-seq]', timeout=20_000)
+    page.wait_for_selector("#transcript .final[data-seq]", timeout=20_000)
     page.wait_for_selector('#alerts .alert[data-severity="fatal"]', timeout=30_000)
     seen_ms = page.evaluate("window.__fatalSeenAt")
     assert page.is_visible("#fatal-banner")
@@ -105,7 +107,9 @@ def test_a_supervisor_whisper_appears_on_the_agent_widget(browser: Any, service:
     supervisor.context.close()
 
 
-def test_an_edited_snippet_is_the_version_the_next_suggestion_carries(browser: Any, service: LiveService) -> None:
+def test_an_edited_snippet_is_the_version_the_next_suggestion_carries(
+    browser: Any, service: LiveService
+) -> None:
     with service.client("knowledge_manager") as km:
         before = km.get("/v1/kb/snippets/refund-status").json()
     page = _page(browser, 1280, 900)
@@ -137,7 +141,9 @@ def test_an_edited_snippet_is_the_version_the_next_suggestion_carries(browser: A
     card.query_selector('button[data-feedback="used"]').click()
     deadline = time.monotonic() + 5
     with service.client("knowledge_manager") as km:
-        while not any(s["snippet_id"] == "refund-status" and s["used"] >= 1 for s in km.get("/v1/kb/analytics").json()):
+        while not any(
+            s["snippet_id"] == "refund-status" and s["used"] >= 1 for s in km.get("/v1/kb/analytics").json()
+        ):
             assert time.monotonic() < deadline, "the Used button recorded nothing"
             time.sleep(0.1)
     assert not agent.errors, agent.errors

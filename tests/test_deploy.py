@@ -16,6 +16,11 @@ def test_compose_file_parses_and_points_at_real_files():
     build = services["replay"]["build"]
     assert (ROOT / build["context"] / build["dockerfile"]).is_file()
     assert services["replay"]["entrypoint"][:2] == ["assist", "replay"]
+    api = services["api"]
+    assert api["command"][:2] == ["assist", "serve"]
+    assert api["environment"]["REDIS_URL"].startswith("redis://redis:")
+    for path in ("ASSIST_RECORDINGS", "ASSIST_KB_SEED"):  # the image's copy of samples/
+        assert api["environment"][path].startswith("/app/samples")
 
 
 def test_dockerfile_pins_cpu_torch_and_installs_silero_without_deps():

@@ -43,16 +43,15 @@ class FloorLaggedError(Exception):
     """The floor reader's position is older than the ring still holds."""
 
 
-def risk_score(alerts: dict[str, int], temperature: float, missed: int) -> float:
+def risk_score(alerts: dict[str, int], temperature: float) -> float:
     """0..1: the chance-like union of what went wrong, plus how unhappy the customer is now.
 
-    Each alert adds its severity's weight as an independent risk (two serious alerts: 0.51);
-    a missed mandatory disclosure counts as a serious one; a cold customer adds up to 0.4.
+    Each alert (a missed mandatory disclosure raises one too) adds its severity's weight as an
+    independent risk: two serious alerts make 0.51; a cold customer adds up to 0.4.
     """
     safe = 1.0
     for severity, n in alerts.items():
         safe *= (1.0 - RISK_WEIGHTS.get(severity, 0.0)) ** n
-    safe *= (1.0 - RISK_WEIGHTS["serious"]) ** missed
     safe *= 1.0 - 0.4 * max(0.0, -temperature)
     return round(1.0 - safe, 3)
 
@@ -92,12 +91,7 @@ class CallState:
 
     @property
     def risk(self) -> float:
-        missed = sum(1 for s in self.checklist.values() if s["state"] == "missed" and s["mandatory"])
-        # a missed disclosure also raises a serious alert; count it once
-        serious_from_checklist = sum(1 for a in self.alerts if a.get("source") == "checklist")
-        alerts = dict(self.alerts_by_severity)
-        alerts["serious"] = max(0, alerts["serious"] - serious_from_checklist)
-        return risk_score(alerts, self.temperature, missed)
+        return risk_score(self.alerts_by_severity, self.temperature)
 
     def summary(self) -> dict[str, Any]:
         last_alert = self.alerts[-1] if self.alerts else None

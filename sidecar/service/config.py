@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from coach.engine import Coach
@@ -39,8 +39,6 @@ class ServiceConfig:
     tokens: TokenTable | None = None  # default: from the environment, else demo tokens
     knowledge: bool = True  # load the embedders and push procedures
     preload_lang: str | None = "en"  # load the ASR model at start, not on the first call
-    demo: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> ServiceConfig:

@@ -41,7 +41,8 @@ def serve(args: argparse.Namespace) -> int:
         config.data_dir = args.data
     if args.recordings is not None:
         config.recordings_dir = args.recordings
-    config.demo = args.demo
+    if args.demo:  # a person is reading this terminal: the URLs matter, not one line per request
+        logging.getLogger("assist.access").setLevel(logging.WARNING)
     app = create_app(config)
     server = uvicorn.Server(
         uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False,
@@ -67,7 +68,7 @@ def serve(args: argparse.Namespace) -> int:
 def _print_urls(ctx: AppContext, base: str) -> None:
     tokens = ctx.services.tokens
     pages: list[tuple[str, Role, str]] = [
-        ("agent widget", "agent", "/ui/agent.html"),
+        ("agent widget", "agent", "/ui/agent.html?follow=1"),
         ("supervisor console", "supervisor", "/ui/supervisor.html"),
         ("knowledge manager", "knowledge_manager", "/ui/knowledge.html"),
     ]

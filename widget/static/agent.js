@@ -1,13 +1,41 @@
 // Agent widget: one call (?call=ID), or the agent's live calls when no call is given.
+// ?follow=1 (a softphone side panel): always show the agent's newest live call, moving on to the
+// next one a few seconds after a call ends.
 import { api, requireToken, html, setHtml, fmtTime, fmtNum, splitSteps, tempClass } from "./common.js";
 import { CallView } from "./callview.js";
 
 const token = requireToken();
 const params = new URLSearchParams(window.location.search);
 const callId = params.get("call");
+const follow = params.get("follow") === "1";
+const FOLLOW_POLL_MS = 2000;
+const FOLLOW_LINGER_MS = 8000;
 
 if (callId) startCall(callId);
+else if (follow && token) followNewest(null);
 else startPicker();
+
+// the newest live call other than `current`, then go there (the token stays in sessionStorage)
+async function followNewest(current) {
+  let waiting = false;
+  for (;;) {
+    try {
+      const calls = (await api("/v1/calls?status=live", { quiet: true })) || [];
+      const next = calls.filter((c) => c.call_id !== current).sort((a, b) => b.started_at - a.started_at)[0];
+      if (next) {
+        window.location.search = `?call=${encodeURIComponent(next.call_id)}&follow=1`;
+        return;
+      }
+    } catch (err) {
+      if (err.status === 401 || err.status === 403) return;
+    }
+    if (!current && !waiting) {
+      startPicker(); // "No live calls right now" while we wait
+      waiting = true;
+    }
+    await new Promise((r) => window.setTimeout(r, FOLLOW_POLL_MS));
+  }
+}
 
 function startCall(id) {
   document.getElementById("call-view").hidden = false;
@@ -17,6 +45,7 @@ function startCall(id) {
     fatalBanner: true,
     onEvent: (ev) => {
       if (ev.type === "alert" && ev.payload && ev.payload.severity === "fatal") document.title = `⚠ Assist · ${id}`;
+      if (ev.type === "call.ended" && follow) window.setTimeout(() => followNewest(id), FOLLOW_LINGER_MS);
     },
   });
   document.getElementById("fatal-banner").addEventListener("click", (e) => {

@@ -111,9 +111,20 @@ export class CallView {
   follow() {
     const after = this.baseSeq >= 0 ? `?after=${this.baseSeq}` : "";
     this.stream = openStream(`/v1/calls/${encodeURIComponent(this.callId)}/events${after}`, {
-      onEvent: (ev) => this.apply(ev),
+      onEvent: (ev, type) => (type === "error" ? this.streamError(ev) : this.apply(ev)),
       onState: (s) => this.setConn(s === "open" ? "live" : s),
     });
+  }
+
+  /** The server's `event: error`: with `resync`, this client fell behind: re-read and follow again. */
+  streamError(data) {
+    console.warn("call stream:", data && data.detail);
+    if (!data || !data.resync || this.stopped) return;
+    if (this.stream) this.stream.close();
+    this.stream = null;
+    this.seen.clear();
+    this.pendingFatal = [];
+    this.start();
   }
 
   stop() {

@@ -265,11 +265,18 @@ export async function api(path, opts = {}) {
 
 /**
  * Follow an SSE endpoint. `onEvent(data, type, messageEvent)` gets each parsed JSON message.
- * EventSource reconnects by itself (sending Last-Event-ID). When the browser gives up (a non-200
- * answer, e.g. 401/403/404), the endpoint is probed with a normal fetch to learn why: auth errors
- * and 404 go to the banner and stop; otherwise it reconnects with back-off, resuming after the
- * last seen id when `resumeParam` is set (the per-call stream's `?after=`).
- * Returns {close(), get lastId}.
+ *
+ * Reconnecting: with `resumeParam` (the per-call stream's `?after=`), a dropped connection is
+ * reopened here with `?after=<last id seen>` (the browser's own retry would reuse the first URL,
+ * whose `after=` the server prefers to Last-Event-ID); without it (the floor) the browser
+ * reconnects by itself, sending Last-Event-ID. When the browser gives up (a non-200 answer, e.g.
+ * 401/403/404) the endpoint is probed with a normal fetch to learn why: auth errors and 404 go to
+ * the banner and stop; anything else is retried with back-off.
+ *
+ * The server's own `event: error` message (`{"detail", "resync": true}` when this client fell
+ * too far behind) reaches `onEvent(data, "error")`; the caller re-reads the state and calls
+ * `restart()` (a fresh connection that does not resume).
+ * Returns {close(), restart(), get lastId}.
  */
 export function openStream(path, { onEvent, onOpen, onError, onState, types = CALL_EVENT_TYPES, resumeParam = "after" } = {}) {
   let es = null;
@@ -290,9 +297,7 @@ export function openStream(path, { onEvent, onOpen, onError, onState, types = CA
     if (onState) onState(s);
   };
 
-  function handle(e) {
-    if (closed) return;
-    if (e.lastEventId) lastId = e.lastEventId;
+  function deliver(e, type) {
     let data;
     try {
       data = JSON.parse(e.data);
@@ -300,28 +305,62 @@ export function openStream(path, { onEvent, onOpen, onError, onState, types = CA
       return;
     }
     try {
-      onEvent(data, e.type === "message" && data && data.type ? data.type : e.type, e);
+      onEvent(data, type, e);
     } catch (err) {
       console.error("event handler failed", err);
     }
   }
 
+  function handle(e) {
+    if (closed) return;
+    if (e.lastEventId) lastId = e.lastEventId;
+    let type = e.type;
+    if (type === "message") {
+      try {
+        type = JSON.parse(e.data).type || type;
+      } catch {
+        /* keep "message" */
+      }
+    }
+    deliver(e, type);
+  }
+
+  function schedule(base) {
+    attempts += 1;
+    const delay = Math.min(30000, base * 2 ** Math.min(attempts - 1, 6));
+    state("reconnecting");
+    if (timer) window.clearTimeout(timer);
+    timer = window.setTimeout(connect, delay);
+  }
+
   function connect() {
     if (closed) return;
+    timer = null;
+    if (es) es.close();
     state("connecting");
-    es = new EventSource(buildUrl().toString());
-    es.onopen = () => {
+    const source = new EventSource(buildUrl().toString());
+    es = source;
+    source.onopen = () => {
+      if (source !== es) return;
       attempts = 0;
       state("open");
       if (onOpen) onOpen();
     };
-    for (const t of types) es.addEventListener(t, handle);
-    es.addEventListener("message", handle);
-    es.onerror = () => {
-      if (closed) return;
-      if (es.readyState === EventSource.CLOSED) {
+    for (const t of types) if (t !== "error") source.addEventListener(t, handle);
+    source.addEventListener("message", handle);
+    // "error" is both the connection's error and the server's `event: error` message
+    source.onerror = (e) => {
+      if (closed || source !== es) return;
+      if (typeof e.data === "string") {
+        deliver(e, "error");
+        return;
+      }
+      if (source.readyState === EventSource.CLOSED) {
         state("closed");
         probe();
+      } else if (resumeParam) {
+        source.close();
+        schedule(1000);
       } else {
         state("reconnecting");
       }
@@ -357,11 +396,8 @@ export function openStream(path, { onEvent, onOpen, onError, onState, types = CA
       if (onError) onError(new ApiError(status, detail, detailText(detail, word)));
       return;
     }
-    attempts += 1;
-    const delay = Math.min(30000, 1000 * 2 ** Math.min(attempts, 5));
-    state("reconnecting");
     if (onError) onError(new ApiError(status, detail, "stream interrupted"));
-    timer = window.setTimeout(connect, delay);
+    schedule(2000);
   }
 
   connect();
@@ -371,6 +407,14 @@ export function openStream(path, { onEvent, onOpen, onError, onState, types = CA
       if (timer) window.clearTimeout(timer);
       if (es) es.close();
       state("closed");
+    },
+    /** A fresh connection to the original path (no resume), e.g. after a resync. */
+    restart() {
+      if (closed) return;
+      lastId = null;
+      attempts = 0;
+      if (timer) window.clearTimeout(timer);
+      connect();
     },
     get lastId() {
       return lastId;

@@ -190,6 +190,14 @@ function startFloor() {
       if (opened > 1) loadCalls();
     },
     onEvent: (data, type) => {
+      if (type === "error") {
+        // fell behind the floor's retained messages: re-read the list, then follow from now on
+        if (data && data.resync) {
+          loadCalls();
+          floor.restart();
+        }
+        return;
+      }
       if (type === "call") {
         upsert(data);
         arrange();
