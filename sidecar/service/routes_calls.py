@@ -117,7 +117,9 @@ async def call_events(
     after: Annotated[int | None, Query(ge=0, description="resume after this seq")] = None,
 ) -> StreamingResponse:
     visible_call(ctx, principal, call_id)
-    after_seq = after if after is not None else _seq(last_event_id)
+    # the header wins: a browser's EventSource reconnects to the same URL (with its first
+    # ?after=) and sends the id of the last event it saw
+    after_seq = _seq(last_event_id) if last_event_id else (after or 0)
     subscription = ctx.services.bus.subscribe(call_id, after_seq=after_seq)
 
     async def messages() -> AsyncIterator[SseMessage]:
