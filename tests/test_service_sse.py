@@ -32,7 +32,8 @@ def test_reconnect_with_last_event_id_misses_nothing_and_repeats_nothing(service
     rest: list[dict[str, Any]] = []
     with (
         httpx.Client(base_url=service.base, timeout=30.0, headers={**auth, "Last-Event-ID": last_id}) as c,
-        c.stream("GET", f"/v1/calls/{call_id}/events") as r,
+        # as a browser's EventSource reconnects: its first URL (?after=0) and the last id seen
+        c.stream("GET", f"/v1/calls/{call_id}/events", params={"after": 0}) as r,
     ):
         rest = list(read_sse(r))  # the stream ends after call.ended
     assert rest, "nothing after the reconnect"
