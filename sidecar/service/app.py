@@ -29,6 +29,7 @@ from sidecar.service.board import CallBoard
 from sidecar.service.config import ServiceConfig, Services, build_services
 from sidecar.service.context import AppContext, Metrics, authorize
 from sidecar.service.live import LiveCalls
+from sidecar.taps.routes import routers as tap_routers
 
 log = logging.getLogger("assist.service")
 access_log = logging.getLogger("assist.access")
@@ -92,6 +93,8 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
     app.include_router(routes_calls.router)
     app.include_router(routes_kb.router)
     app.include_router(routes_rules.router)
+    for tap in tap_routers:
+        app.include_router(tap)
     _operations(app)
     app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
     return app

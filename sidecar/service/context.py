@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import Depends, HTTPException, Query, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -97,6 +97,26 @@ def authorize_stream(permission: Permission) -> Callable[..., Principal]:
         return _principal(ctx, token, permission)
 
     return dependency
+
+
+WS_POLICY_VIOLATION = 1008  # RFC 6455: the close code for "not allowed"
+
+
+def ws_principal(ctx: AppContext, websocket: WebSocket, permission: Permission) -> Principal | None:
+    """A media tap's caller: ``Authorization: Bearer`` or ``?access_token=`` (platforms such as
+    Twilio cannot set headers on their WebSocket). None when not allowed: the tap then closes
+    the socket with 1008 before accepting anything."""
+    header = websocket.headers.get("authorization", "")
+    token = (
+        header[7:].strip()
+        if header.lower().startswith("bearer ")
+        else websocket.query_params.get("access_token")
+    )
+    principal = ctx.services.tokens.lookup(token) if token else None
+    if principal is None or not principal.may(permission):
+        ctx.metrics.auth_failures.labels("401" if principal is None else "403").inc()
+        return None
+    return principal
 
 
 def visible_call(ctx: AppContext, principal: Principal, call_id: str) -> CallState:

@@ -1,9 +1,10 @@
-"""Live calls inside the service: a recorded call played through the live pipeline, and the
-supervisor's whisper and barge-in.
+"""Live calls inside the service: calls fed by a media tap (``open_call`` → ``LiveCall``), a
+recorded call played through the live pipeline, and the supervisor's whisper and barge-in.
 
-A recording runs exactly as a tap's call would: real-time clock, ASR for audio (bounded,
-drop-oldest queues), the call's coach session (``CoachSink``) with the service's knowledge base,
-dead-air ticks. The media taps (a later issue) start calls through ``start_pipeline`` the same way.
+A tap's call and a recording run the same way: real-time clock, ASR for audio (bounded,
+drop-oldest queues: a tap never waits on the recogniser), the call's coach session
+(``CoachSink``) with the service's knowledge base, dead-air ticks. At most ``max_calls`` calls run
+at once; one more is refused with ``TooManyCallsError`` (taps answer with their protocol's error).
 """
 
 from __future__ import annotations
@@ -15,15 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from coach.engine import Coach
 from coach.sink import CoachSink
 from knowledge.policy import SuggestionPolicy
+from sidecar.audio import PIPELINE_RATE, Pcm16, StreamResampler
 from sidecar.bus import Bus
+from sidecar.call import CallPipeline
 from sidecar.callfile import AudioCall, load_call
 from sidecar.clock import Clock, FastClock, RealtimeClock
 from sidecar.engine import SpeechEngine
 from sidecar.errors import InputError
-from sidecar.events import Barge, CallEnded, Event, Whisper
+from sidecar.events import Barge, CallEnded, Channel, Event, Whisper
+from sidecar.frames import AudioFrame
 from sidecar.replay import new_call_id, replay_audio, replay_transcript
 
 log = logging.getLogger(__name__)
@@ -33,6 +39,96 @@ TRANSCRIPT_SUFFIXES = (".jsonl",)
 
 class CallNotLiveError(Exception):
     """The call has ended (or never started): nothing can be sent to it."""
+
+
+class TooManyCallsError(Exception):
+    """The service is running as many calls as it is configured for."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallMeta:
+    """What a tap knows about a call when it starts."""
+
+    source: str  # the tap: "twilio", "audiohook", "webrtc", ...
+    call_id: str | None = None
+    lang: str = "en"
+    agent_id: str = ""
+    queue: str = ""
+    extra: tuple[tuple[str, str], ...] = ()  # the platform's own ids (stream sid, session id, ...)
+
+    def as_meta(self) -> dict[str, str]:
+        return {"tap": self.source, "agent_id": self.agent_id, "queue": self.queue, **dict(self.extra)}
+
+
+GAP_JUMP_S = 1.0  # a channel this far behind the wall clock had a hole (DTX, a stalled leg): skip it
+
+
+class LiveCall:
+    """One call fed by a tap: ``push`` PCM of a channel at its own rate; ``end`` once.
+
+    Each channel's call time counts its own samples, from the wall-clock moment its first audio
+    arrived (legs that join late, e.g. AudioSocket, line up), and jumps forward over holes longer
+    than ``GAP_JUMP_S`` (a source that sends nothing in silence stays in step with the call).
+    """
+
+    FRAME = 320  # 20 ms at 16 kHz
+
+    def __init__(self, live: LiveCalls, call_id: str, meta: CallMeta, channels: tuple[Channel, ...]) -> None:
+        self.live = live
+        self.call_id = call_id
+        self.meta = meta
+        self.channels = channels
+        self.clock = RealtimeClock()
+        self.sink = CoachSink(live.coach, live.bus, knowledge=live.knowledge)
+        self.pipeline = CallPipeline(call_id, bus=live.bus, engine=live.engine, lang=meta.lang,
+                                     channels=channels, overflow="drop_oldest", catch_up=True,
+                                     emit=self.sink)  # fmt: skip
+        self._resamplers: dict[Channel, StreamResampler] = {}
+        self._pending: dict[Channel, Pcm16] = {}
+        self._t: dict[Channel, float] = {}
+        self.ended = False
+        self.listeners: list[Callable[[Channel, Pcm16], None]] = []  # e.g. a supervisor listening in
+
+    async def start(self) -> None:
+        await self.pipeline.start(self.meta.source, realtime=True, meta=self.meta.as_meta())
+        self.sink.start_ticking(self.clock.elapsed)
+
+    async def push(self, channel: Channel, pcm: Pcm16, rate: int) -> None:
+        if self.ended:
+            raise CallNotLiveError(f"call {self.call_id} has ended")
+        if channel not in self.channels:
+            raise ValueError(f"call {self.call_id} has no {channel} channel")
+        resampler = self._resamplers.get(channel)
+        if resampler is None or resampler.src_rate != rate:
+            resampler = self._resamplers[channel] = StreamResampler(rate)
+        audio = resampler.process(pcm)
+        for listener in self.listeners:
+            listener(channel, audio)
+        now = self.clock.elapsed()
+        pending = self._pending.get(channel)
+        if pending is not None and pending.size:
+            audio = np.concatenate([pending, audio])
+        t = self._t.get(channel)
+        if t is None or now - (t + audio.size / PIPELINE_RATE) > GAP_JUMP_S:
+            t = max(t or 0.0, now - audio.size / PIPELINE_RATE)
+            t = round(t / 0.02) * 0.02  # on the frame grid
+        usable = audio.size - audio.size % self.FRAME
+        for start in range(0, usable, self.FRAME):
+            await self.pipeline.push(AudioFrame(self.call_id, channel, audio[start : start + self.FRAME], t))
+            t += self.FRAME / PIPELINE_RATE
+        self._t[channel] = t
+        self._pending[channel] = audio[usable:]
+
+    async def end(self, reason: str = "completed") -> None:
+        """The far side went away (or hung up): finish every channel and publish ``call.ended``."""
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            await self.pipeline.end(reason)
+        finally:
+            await self.sink.stop_ticking()
+            self.live.forget(self.call_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +156,17 @@ class LiveCalls:
         knowledge: SuggestionPolicy | None,
         recordings_dir: Path | None,
         engine_factory: Callable[[], SpeechEngine] = SpeechEngine,
+        max_calls: int = 50,
     ) -> None:
         self.bus = bus
         self.coach = coach
         self.knowledge = knowledge
         self.recordings_dir = recordings_dir
+        self.max_calls = max_calls
         self._engine_factory = engine_factory
         self._engine: SpeechEngine | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.calls: dict[str, LiveCall] = {}  # calls fed by taps, by id
 
     @property
     def engine(self) -> SpeechEngine:
@@ -106,8 +205,36 @@ class LiveCalls:
 
     # -- calls ---------------------------------------------------------------------------------
 
+    async def open_call(
+        self, meta: CallMeta, channels: tuple[Channel, ...] = ("agent", "customer")
+    ) -> LiveCall:
+        """A tap's new call, started (``call.started`` published) and ready for ``push``."""
+        if self.running >= self.max_calls:
+            raise TooManyCallsError(f"this service runs at most {self.max_calls} calls at once")
+        call_id = meta.call_id or new_call_id(meta.source)
+        if (
+            call_id in self.calls
+            or call_id in self._tasks
+            or any(c.call_id == call_id for c in self.bus.calls())
+        ):
+            raise InputError(f"call id {call_id} is already in use")
+        await asyncio.to_thread(self.engine.preload, meta.lang)  # loading a model is not call time
+        call = LiveCall(self, call_id, meta, channels)
+        self.calls[call_id] = call
+        try:
+            await call.start()
+        except BaseException:
+            self.calls.pop(call_id, None)
+            raise
+        return call
+
+    def forget(self, call_id: str) -> None:
+        self.calls.pop(call_id, None)
+
     async def start_recording(self, request: StartRequest) -> str:
         """Start playing a recording as a live call; returns once ``call.started`` is published."""
+        if self.running >= self.max_calls:
+            raise TooManyCallsError(f"this service runs at most {self.max_calls} calls at once")
         path = self.recording_path(request.recording)
         call = load_call(path, "customer")
         call_id = request.call_id or new_call_id("rec")
@@ -169,7 +296,7 @@ class LiveCalls:
 
     @property
     def running(self) -> int:
-        return len(self._tasks)
+        return len(self._tasks) + len(self.calls)
 
     async def whisper(self, call_id: str, t: float, text: str, author: str) -> Event:
         """``t``: the call time the note belongs to (the call's latest event)."""
@@ -186,6 +313,9 @@ class LiveCalls:
 
     async def close(self) -> None:
         """Shutdown: every running call ends (``call.ended`` with reason ``aborted``)."""
+        for call in list(self.calls.values()):
+            with contextlib.suppress(Exception):
+                await call.end("aborted")
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

@@ -15,7 +15,7 @@ from sidecar.errors import InputError
 from sidecar.service.auth import Principal
 from sidecar.service.board import FloorLaggedError, summary_sort_key
 from sidecar.service.context import AppContext, authorize, authorize_stream, get_ctx, visible_call
-from sidecar.service.live import CallNotLiveError, StartRequest
+from sidecar.service.live import CallNotLiveError, StartRequest, TooManyCallsError
 from sidecar.service.sse import SseMessage, json_message, sse_stream
 
 router = APIRouter(prefix="/v1", tags=["calls"])
@@ -231,6 +231,8 @@ async def start_call(
     req = StartRequest(body.recording, body.realtime, body.lang, body.agent_id, body.queue, body.call_id)
     try:
         call_id = await ctx.live.start_recording(req)
+    except TooManyCallsError as exc:
+        raise HTTPException(503, str(exc)) from None
     except InputError as exc:
         status = 409 if "already in use" in str(exc) else 400
         raise HTTPException(status, str(exc)) from None
