@@ -61,9 +61,13 @@ class _CallLog:
         self.started_at = started_at
 
     def after(self, seq: int) -> list[Event]:
+        """Events with ``seq`` above the cursor: the log's tail, found by arithmetic (seqs are
+        consecutive), so a subscriber's wake-up costs what it reads, not the whole history."""
         if self.events and self.events[0].seq > seq + 1:
             raise SubscriberLaggedError(f"events {seq + 1}..{self.events[0].seq - 1} are no longer retained")
-        return [e for e in self.events if e.seq > seq]
+        new = self.last_seq - seq
+        n = len(self.events)
+        return [self.events[i] for i in range(max(0, n - new), n)] if new > 0 else []
 
 
 class InMemoryBus:
@@ -76,7 +80,9 @@ class InMemoryBus:
         self._logs: OrderedDict[str, _CallLog] = OrderedDict()
         self._all: deque[tuple[int, Event]] = deque(maxlen=retain_events)
         self._all_index = 0
-        self._changed = asyncio.Condition()
+        # one condition per call (a publish wakes only that call's subscribers) and one for "*"
+        self._call_changed: dict[str, asyncio.Condition] = {}
+        self._all_changed = asyncio.Condition()
 
     async def publish(self, event: Event) -> Event:
         log = self._logs.get(event.call_id)
@@ -92,14 +98,19 @@ class InMemoryBus:
         if stamped.type == "call.ended":
             log.ended = True
             self._forget_old_calls()
-        async with self._changed:
-            self._changed.notify_all()
+        condition = self._call_changed.get(event.call_id)
+        if condition is not None:
+            async with condition:
+                condition.notify_all()
+        async with self._all_changed:
+            self._all_changed.notify_all()
         return stamped
 
     def _forget_old_calls(self) -> None:
         ended = [cid for cid, log in self._logs.items() if log.ended]
         for cid in ended[: max(0, len(ended) - self._retain_ended)]:
             del self._logs[cid]
+            self._call_changed.pop(cid, None)
 
     async def subscribe(self, call_id: str, after_seq: int | None = 0) -> AsyncIterator[Event]:
         if call_id == ALL_CALLS:
@@ -118,8 +129,9 @@ class InMemoryBus:
             if log is not None and log.ended and cursor >= log.last_seq:
                 return
             if not pending:
-                async with self._changed:
-                    await self._changed.wait_for(functools.partial(self._has_news, call_id, cursor))
+                condition = self._call_changed.setdefault(call_id, asyncio.Condition())
+                async with condition:
+                    await condition.wait_for(functools.partial(self._has_news, call_id, cursor))
 
     def _has_news(self, call_id: str, cursor: int | None) -> bool:
         log = self._logs.get(call_id)
@@ -129,14 +141,16 @@ class InMemoryBus:
         # The cross-call ring is bounded like each call's log: history older than it is gone.
         position = self._all_index if after_seq is None else 0
         while True:
-            batch = [(i, e) for i, e in self._all if i > position]
+            new = self._all_index - position  # the ring's tail, by arithmetic (indexes are consecutive)
+            n = len(self._all)
+            batch = [self._all[i] for i in range(max(0, n - new), n)] if new > 0 else []
             for i, event in batch:
                 position = i
                 if after_seq is None or event.seq > after_seq:
                     yield event
             if not batch:
-                async with self._changed:
-                    await self._changed.wait_for(functools.partial(self._all_past, position))
+                async with self._all_changed:
+                    await self._all_changed.wait_for(functools.partial(self._all_past, position))
 
     def _all_past(self, position: int) -> bool:
         return self._all_index > position

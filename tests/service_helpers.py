@@ -25,6 +25,7 @@ import uvicorn
 from sidecar.service.app import create_app
 from sidecar.service.auth import Principal, TokenEntry, TokenTable
 from sidecar.service.config import SAMPLES, ServiceConfig
+from sidecar.service.serve import make_server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "service"
 TOKENS = {
@@ -47,6 +48,7 @@ def free_port() -> int:
 class LiveService:
     base: str
     server: uvicorn.Server
+    audiosocket_port: int = 0  # the AudioSocket tap's TCP port on 127.0.0.1
 
     def token(self, role: str) -> str:
         return TOKENS[role][0]
@@ -104,12 +106,10 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
         kb_seed=SAMPLES / "sample-kb.jsonl",
         tokens=tokens,
         preload_lang=None,  # these calls are transcripts: no ASR model needed
+        audiosocket_port=(audiosocket_port := free_port()),
     )
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_config=None,
-                       access_log=False, timeout_graceful_shutdown=5)
-    )  # fmt: skip
+    server = make_server(create_app(config), "127.0.0.1", port)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), name="assist-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + 240
@@ -117,6 +117,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test service did not start")
         time.sleep(0.1)
-    yield LiveService(f"http://127.0.0.1:{port}", server)
+    yield LiveService(f"http://127.0.0.1:{port}", server, audiosocket_port)
     server.should_exit = True
     thread.join(timeout=30)

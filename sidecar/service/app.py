@@ -29,6 +29,7 @@ from sidecar.service.board import CallBoard
 from sidecar.service.config import ServiceConfig, Services, build_services
 from sidecar.service.context import AppContext, Metrics, authorize
 from sidecar.service.live import LiveCalls
+from sidecar.taps.audiosocket import start_audiosocket_server
 from sidecar.taps.routes import routers as tap_routers
 
 log = logging.getLogger("assist.service")
@@ -68,11 +69,16 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         ctx.spawn(built.coach.watch(), "rules-watch")
         if cfg.preload_lang:
             await asyncio.to_thread(live.engine.preload, cfg.preload_lang)
+        audiosocket = None
+        if cfg.audiosocket_port is not None:
+            audiosocket = await start_audiosocket_server(ctx, cfg.audiosocket_host, cfg.audiosocket_port)
         app.state.ctx = ctx
         log.info("service ready", extra={"bus": type(built.bus).__name__})
         try:
             yield
         finally:
+            if audiosocket is not None:
+                audiosocket.close()  # no new legs; the legs connected end with their calls
             await live.close()
             await asyncio.sleep(0.1)  # let the board fold in the calls' ends
             for task in ctx.tasks:

@@ -6,7 +6,8 @@ sample call and knowledge base. ``REDIS_URL`` switches the bus to Redis Streams.
 
 Environment: ``ASSIST_DATA`` (data directory), ``ASSIST_RECORDINGS`` (recorded calls that may be
 played), ``ASSIST_KB_SEED`` (snippets imported into an empty store; ``none`` for none),
-``REDIS_URL``, ``ASSIST_TOKENS_FILE`` / ``ASSIST_TOKENS`` (see ``auth.py``).
+``REDIS_URL``, ``ASSIST_TOKENS_FILE`` / ``ASSIST_TOKENS`` (see ``auth.py``),
+``ASSIST_AUDIOSOCKET_PORT`` / ``ASSIST_AUDIOSOCKET_HOST`` (the Asterisk AudioSocket tap's TCP server).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class ServiceConfig:
     tokens: TokenTable | None = None  # default: from the environment, else demo tokens
     knowledge: bool = True  # load the embedders and push procedures
     preload_lang: str | None = "en"  # load the ASR model at start, not on the first call
+    audiosocket_host: str = "127.0.0.1"  # the AudioSocket tap has no auth: a trusted network only
+    audiosocket_port: int | None = None  # None: no AudioSocket server
 
     @classmethod
     def from_env(cls) -> ServiceConfig:
@@ -49,6 +52,8 @@ class ServiceConfig:
             recordings_dir=Path(env["ASSIST_RECORDINGS"]) if env.get("ASSIST_RECORDINGS") else SAMPLES,
             kb_seed=None if seed == "none" else Path(seed) if seed else SAMPLES / "sample-kb.jsonl",
             redis_url=env.get("REDIS_URL") or None,
+            audiosocket_host=env.get("ASSIST_AUDIOSOCKET_HOST", "127.0.0.1"),
+            audiosocket_port=int(env["ASSIST_AUDIOSOCKET_PORT"]) if env.get("ASSIST_AUDIOSOCKET_PORT") else None,
         )
 
     @property

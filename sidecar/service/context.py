@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sidecar.service.auth import Permission, Principal
 from sidecar.service.board import CallBoard, CallState
 from sidecar.service.config import Services
+from sidecar.service.fanout import Feeds
 from sidecar.service.live import LiveCalls
 
 
@@ -47,6 +48,11 @@ class AppContext:
     metrics: Metrics
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     suggester: Any = None  # the dry-run's offline coach, built on first use
+    closing: asyncio.Event = field(default_factory=asyncio.Event)  # set at shutdown: streams end
+    feeds: Feeds = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feeds = Feeds(self.services.bus, self.closing)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self.tasks.append(asyncio.create_task(coro, name=name))

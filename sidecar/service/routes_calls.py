@@ -16,7 +16,7 @@ from sidecar.service.auth import Principal
 from sidecar.service.board import FloorLaggedError, summary_sort_key
 from sidecar.service.context import AppContext, authorize, authorize_stream, get_ctx, visible_call
 from sidecar.service.live import CallNotLiveError, StartRequest, TooManyCallsError
-from sidecar.service.sse import SseMessage, json_message, sse_stream
+from sidecar.service.sse import PING, PING_S, RETRY, SseMessage, json_message, sse_stream
 
 router = APIRouter(prefix="/v1", tags=["calls"])
 Ctx = Annotated[AppContext, Depends(get_ctx)]
@@ -120,18 +120,21 @@ async def call_events(
     # the header wins: a browser's EventSource reconnects to the same URL (with its first
     # ?after=) and sends the id of the last event it saw
     after_seq = _seq(last_event_id) if last_event_id else (after or 0)
-    subscription = ctx.services.bus.subscribe(call_id, after_seq=after_seq)
 
-    async def messages() -> AsyncIterator[SseMessage]:
-        async for event in subscription:
-            yield SseMessage(event.seq, event.type, event.to_json())
+    gauge = ctx.metrics.sse_clients.labels("call")
 
-    def lagged(exc: BaseException) -> SseMessage | None:
-        if isinstance(exc, SubscriberLaggedError):  # re-read GET /v1/calls/{id}, then resume
-            return json_message(None, "error", {"detail": f"lagged: {exc}", "resync": True})
-        return None
+    async def body() -> AsyncIterator[bytes]:
+        gauge.inc()
+        try:
+            yield RETRY
+            async for chunk in ctx.feeds.follow(call_id, after_seq, PING_S):
+                yield chunk or PING
+        except SubscriberLaggedError as exc:  # re-read GET /v1/calls/{id}, then resume
+            yield json_message(None, "error", {"detail": f"lagged: {exc}", "resync": True}).encode()
+        finally:
+            gauge.dec()
 
-    return _sse(ctx, "call", sse_stream(messages(), on_error=lagged))
+    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def _seq(value: str | None) -> int:
@@ -181,7 +184,7 @@ async def floor_events(
             return json_message(None, "error", {"detail": str(exc), "resync": True})
         return None
 
-    return _sse(ctx, "floor", sse_stream(messages(), on_error=lagged))
+    return _sse(ctx, "floor", sse_stream(messages(), on_error=lagged, closing=ctx.closing))
 
 
 @router.post("/calls/{call_id}/whisper", status_code=202, responses={403: {}, 404: {}, 409: {}})

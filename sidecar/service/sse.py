@@ -1,11 +1,13 @@
 """Server-sent events: framing, keep-alive pings, and a bounded hand-off from the bus.
 
-A pump task reads the source (a bus subscription or the floor feed) into a bounded queue; the
-response reads the queue and writes a ``: ping`` comment whenever nothing came for
-``ping_s``. Drop policy: none. When the client reads slower than events arrive the queue fills
-and the pump waits; the source is a cursor over the bus's retained log, so waiting costs no
-memory, and a client too far behind gets an ``error`` message saying it lagged (then re-reads
-the call's state) instead of a silent gap. When the client goes away the pump is cancelled.
+A pump task reads the source (the supervisors' floor feed) into a bounded queue; the response
+reads the queue and writes a ``: ping`` comment whenever nothing came for ``ping_s``. (A call's
+own event stream goes through ``fanout.Feeds`` instead: one bus subscription per call.)
+
+Drop policy: none. When the client reads slower than messages arrive the queue fills and the
+pump waits; the source is a cursor over a retained ring, so waiting costs no memory, and a
+client too far behind gets an ``error`` message saying it lagged (then re-reads the state)
+instead of a silent gap. When the client goes away the pump is cancelled.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 PING_S = 15.0
 QUEUE_SIZE = 256
 RETRY_MS = 2_000
+RETRY = f"retry: {RETRY_MS}\n\n".encode()
+PING = b": ping\n\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +52,10 @@ async def sse_stream(
     *,
     ping_s: float = PING_S,
     on_error: Callable[[BaseException], SseMessage | None] | None = None,
+    closing: asyncio.Event | None = None,
 ) -> AsyncIterator[bytes]:
-    """Encode ``source`` as an SSE body with pings; ends when the source ends."""
+    """Encode ``source`` as an SSE body with pings; ends when the source ends, or at once when
+    ``closing`` is set (the service is shutting down)."""
     queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_SIZE)
 
     async def pump() -> None:
@@ -67,19 +73,30 @@ async def sse_stream(
         await queue.put(_END)
 
     task = asyncio.create_task(pump())
+    closed = asyncio.ensure_future(closing.wait()) if closing is not None else None
     try:
-        yield f"retry: {RETRY_MS}\n\n".encode()
+        yield RETRY
         while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), timeout=ping_s)
-            except TimeoutError:
-                yield b": ping\n\n"
-                continue
+            if queue.empty():  # the slow path: wait for news, a ping's worth of time, or closing
+                getter = asyncio.ensure_future(queue.get())
+                waiting = {getter} if closed is None else {getter, closed}
+                done, _ = await asyncio.wait(waiting, timeout=ping_s, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    if closed is not None and closed in done:
+                        return
+                    yield PING
+                    continue
+                item = getter.result()
+            else:  # a busy stream takes what is queued without a task or timer per message
+                item = queue.get_nowait()
             if item is _END:
                 return
             yield item.encode()
     finally:
         task.cancel()
+        if closed is not None:
+            closed.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         aclose = getattr(source, "aclose", None)
