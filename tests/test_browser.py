@@ -148,3 +148,42 @@ def test_an_edited_snippet_is_the_version_the_next_suggestion_carries(
             time.sleep(0.1)
     assert not agent.errors, agent.errors
     agent.context.close()
+
+
+def test_the_widget_embeds_in_a_softphone_page_on_another_origin(
+    browser: Any, service: LiveService, tmp_path: Path
+) -> None:
+    """A softphone page served from elsewhere embeds the widget with ``<agent-assist>``."""
+    import functools
+    import http.server
+    import threading
+
+    from tests.service_helpers import free_port
+
+    call_id = service.start_call("polite-refund.jsonl", agent="alice", realtime=True)
+    (tmp_path / "softphone.html").write_text(
+        f"""<!doctype html><title>Softphone</title>
+        <h1>Softphone</h1>
+        <script src="{service.base}/ui/embed.js"></script>
+        <agent-assist server="{service.base}" call="{call_id}" token="{service.token("agent")}"
+                      style="width: 420px; height: 800px"></agent-assist>"""
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    port = free_port()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        page = _page(browser, 1000, 900)
+        page.goto(f"http://127.0.0.1:{port}/softphone.html")
+        # the element's shadow root is closed: find the widget's frame by its address
+        deadline = time.monotonic() + 10
+        while not (frames := [f for f in page.frames if "/ui/agent.html" in f.url]):
+            assert time.monotonic() < deadline, "no agent widget frame in the softphone page"
+            time.sleep(0.1)
+        assert frames[0].url.startswith(f"{service.base}/ui/agent.html?call={call_id}")
+        frames[0].wait_for_selector("#transcript .final[data-seq]", timeout=20_000)
+        page.screenshot(path=str(ARTIFACTS / "softphone-embed.png"))
+        assert not page.errors, page.errors
+        page.context.close()
+    finally:
+        httpd.shutdown()
