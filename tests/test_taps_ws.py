@@ -242,8 +242,12 @@ async def test_taps_refuse_a_missing_unknown_or_unauthorised_token(
 
 
 @pytest.mark.parametrize("tap", ["twilio", "l16"])
-async def test_taps_take_a_bearer_header(service: LiveService, tap: str) -> None:
-    headers = {"Authorization": f"Bearer {service.token('integrator')}"}
+@pytest.mark.parametrize("scheme", ["Bearer", "Basic"])
+async def test_taps_take_a_bearer_or_basic_header(service: LiveService, tap: str, scheme: str) -> None:
+    token = service.token("integrator")
+    # Basic: what jambonz (wsAuth) and mod_audio_fork can send; the token is the password
+    value = token if scheme == "Bearer" else base64.b64encode(f"jambonz:{token}".encode()).decode()
+    headers = {"Authorization": f"{scheme} {value}"}
     async with open_tap(service, tap, None, additional_headers=headers) as ws:
         await ws.close()  # nothing sent: no call was started
         assert ws.close_code == 1000

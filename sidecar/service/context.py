@@ -9,6 +9,7 @@ assigned to them.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,15 +109,27 @@ def authorize_stream(permission: Permission) -> Callable[..., Principal]:
 WS_POLICY_VIOLATION = 1008  # RFC 6455: the close code for "not allowed"
 
 
+def _ws_token(header: str) -> str | None:
+    """Bearer, or Basic with the token as the password (all jambonz ``wsAuth`` and FreeSWITCH
+    mod_audio_fork can send); the user name is ignored."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            _, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return password or None
+    return None
+
+
 def ws_principal(ctx: AppContext, websocket: WebSocket, permission: Permission) -> Principal | None:
-    """A media tap's caller: ``Authorization: Bearer`` or ``?access_token=`` (platforms such as
-    Twilio cannot set headers on their WebSocket). None when not allowed: the tap then closes
+    """A media tap's caller: ``Authorization: Bearer``, ``Basic`` (token as the password), or
+    ``?access_token=`` (platforms such as Twilio cannot set headers on their WebSocket). None when not allowed: the tap then closes
     the socket with 1008 before accepting anything."""
-    header = websocket.headers.get("authorization", "")
-    token = (
-        header[7:].strip()
-        if header.lower().startswith("bearer ")
-        else websocket.query_params.get("access_token")
+    token = _ws_token(websocket.headers.get("authorization", "")) or websocket.query_params.get(
+        "access_token"
     )
     principal = ctx.services.tokens.lookup(token) if token else None
     if principal is None or not principal.may(permission):
