@@ -42,6 +42,32 @@ def decode_g711(data: bytes | npt.NDArray[np.uint8], law: G711Law) -> Pcm16:
     return _g711_table(law)[codes]
 
 
+@cache
+def _g711_encode_table(law: G711Law) -> npt.NDArray[np.uint8]:
+    """The code of every int16 value, from FFmpeg's own encoder."""
+    ctx: Any = av.CodecContext.create(_G711_CODECS[law], "w")
+    ctx.sample_rate = 8000
+    ctx.layout = "mono"
+    ctx.format = "s16"
+    frame = av.AudioFrame.from_ndarray(
+        np.arange(-32768, 32768, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
+    )
+    frame.sample_rate = 8000
+    packets = list(ctx.encode(frame)) + list(ctx.encode(None))
+    table = np.frombuffer(b"".join(bytes(p) for p in packets), dtype=np.uint8)
+    if table.shape != (65536,):
+        raise RuntimeError(
+            f"FFmpeg {_G711_CODECS[law]} encoder returned {table.shape[0]} codes for 65536 samples"
+        )
+    return table
+
+
+def encode_g711(pcm: Pcm16, law: G711Law) -> bytes:
+    """int16 samples to μ-law (PCMU) or A-law (PCMA) bytes, one byte per sample (for clients and
+    tests that play the telephony side, and for the listen-in path)."""
+    return bytes(_g711_encode_table(law)[pcm.astype(np.int32) + 32768].tobytes())
+
+
 def resample(pcm: Pcm16, src_rate: int, dst_rate: int = PIPELINE_RATE) -> Pcm16:
     """Whole-signal resampling (replay of files)."""
     if src_rate == dst_rate or pcm.size == 0:

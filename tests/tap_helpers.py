@@ -10,14 +10,12 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from functools import cache
 from typing import Any, TypeVar
 
-import av
 import httpx
 import numpy as np
 
-from sidecar.audio import G711Law, Pcm16
+from sidecar.audio import G711Law, Pcm16, encode_g711
 from tests.service_helpers import read_sse
 
 T = TypeVar("T")
@@ -27,26 +25,9 @@ Message = dict[str, Any]
 # -- audio -------------------------------------------------------------------------------------
 
 
-@cache
-def _g711_encode_table(law: G711Law) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    """The code of every int16 value, from FFmpeg's own encoder (no hand-written G.711)."""
-    ctx: Any = av.CodecContext.create("pcm_mulaw" if law == "ulaw" else "pcm_alaw", "w")
-    ctx.sample_rate = 8000
-    ctx.layout = "mono"
-    ctx.format = "s16"
-    frame = av.AudioFrame.from_ndarray(
-        np.arange(-32768, 32768, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
-    )
-    frame.sample_rate = 8000
-    packets = list(ctx.encode(frame)) + list(ctx.encode(None))
-    table = np.frombuffer(b"".join(bytes(p) for p in packets), dtype=np.uint8)
-    assert table.shape == (65536,), f"FFmpeg's G.711 encoder gave {table.shape[0]} codes"
-    return table
-
-
 def g711_encode(pcm: Pcm16, law: G711Law = "ulaw") -> bytes:
     """int16 samples to μ-law (``ulaw``) or A-law bytes, one byte per sample."""
-    return bytes(_g711_encode_table(law)[pcm.astype(np.int32) + 32768].tobytes())
+    return encode_g711(pcm, law)
 
 
 def mulaw_encode(pcm: Pcm16) -> bytes:

@@ -3,7 +3,7 @@ import warnings
 import numpy as np
 import pytest
 
-from sidecar.audio import StreamResampler, decode_g711, resample, split_channels, to_float
+from sidecar.audio import StreamResampler, decode_g711, encode_g711, resample, split_channels, to_float
 
 pytestmark = pytest.mark.unit
 
@@ -78,3 +78,14 @@ def test_split_channels_deinterleaves():
 
 def test_to_float_scale():
     assert to_float(np.array([-32768, 0, 16384], dtype=np.int16)).tolist() == [-1.0, 0.0, 0.5]
+
+
+@pytest.mark.parametrize("law", ["ulaw", "alaw"])
+def test_g711_encoding_round_trips_within_its_quantisation(law: str) -> None:
+    t = np.arange(8000) / 8000
+    pcm = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    coded = encode_g711(pcm, law)  # type: ignore[arg-type]
+    assert len(coded) == pcm.size
+    back = decode_g711(coded, law)  # type: ignore[arg-type]
+    # G.711 keeps ~13 bits: the error stays within a few percent of the signal's level
+    assert np.max(np.abs(back.astype(np.int32) - pcm)) < 8000 * 0.04

@@ -21,27 +21,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from sidecar.audio import Pcm16, resample
+from sidecar.audio import Pcm16, encode_g711, resample
 from sidecar.wavfile import read_wav
 
 RATE = 8000
 CHUNK = 160  # 20 ms at 8 kHz
-
-
-def mulaw_table() -> np.ndarray[Any, np.dtype[np.uint8]]:
-    """The μ-law code of every int16 value, from FFmpeg's encoder (PyAV)."""
-    ctx: Any = av.CodecContext.create("pcm_mulaw", "w")
-    ctx.sample_rate, ctx.layout, ctx.format = RATE, "mono", "s16"
-    frame = av.AudioFrame.from_ndarray(np.arange(-32768, 32768, dtype=np.int16).reshape(1, -1), format="s16",
-                                       layout="mono")  # fmt: skip
-    frame.sample_rate = RATE
-    packets = list(ctx.encode(frame)) + list(ctx.encode(None))
-    return np.frombuffer(b"".join(bytes(p) for p in packets), dtype=np.uint8)
 
 
 def load(path: Path) -> tuple[Pcm16 | None, Pcm16]:
@@ -55,7 +43,6 @@ def load(path: Path) -> tuple[Pcm16 | None, Pcm16]:
 
 async def stream(args: argparse.Namespace) -> int:
     agent, customer = load(args.wav)
-    table = mulaw_table()
     call_sid, stream_sid = f"CA{uuid.uuid4().hex}", f"MZ{uuid.uuid4().hex}"
     tracks = {"inbound": customer} if agent is None else {"inbound": customer, "outbound": agent}
     params = {"agent_id": args.agent_id, "queue": args.queue, "lang": args.lang}
@@ -84,7 +71,7 @@ async def stream(args: argparse.Namespace) -> int:
                     chunk = np.zeros(CHUNK, dtype=np.int16)
                     piece = pcm[i * CHUNK : (i + 1) * CHUNK]
                     chunk[: piece.size] = piece
-                    payload = base64.b64encode(table[chunk.astype(np.int32) + 32768].tobytes()).decode()
+                    payload = base64.b64encode(encode_g711(chunk, "ulaw")).decode()
                     await send(ws, {"event": "media", "streamSid": stream_sid, "media": {
                         "track": track, "chunk": str(i + 1), "timestamp": str(i * 20), "payload": payload}})  # fmt: skip
                 await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
