@@ -30,6 +30,7 @@ from sidecar.service.config import ServiceConfig, Services, build_services
 from sidecar.service.context import AppContext, Metrics, authorize
 from sidecar.service.live import LiveCalls
 from sidecar.taps.audiosocket import start_audiosocket_server
+from sidecar.taps.livekit import close_livekit_tap
 from sidecar.taps.routes import routers as tap_routers
 
 log = logging.getLogger("assist.service")
@@ -51,6 +52,15 @@ async def follow_bus(ctx: AppContext) -> None:
         except SubscriberLaggedError as exc:
             log.error("call board fell behind the bus: %s", exc)
             after = None
+
+
+async def end_calls(app: FastAPI) -> None:
+    """Shutdown: taps with sessions of their own leave them (a LiveKit room), then every live call
+    ends with reason ``aborted``. Safe to run twice (the server runs it before the lifespan does)."""
+    await close_livekit_tap(app)
+    ctx: AppContext | None = getattr(app.state, "ctx", None)
+    if ctx is not None:
+        await ctx.live.close()
 
 
 def create_app(config: ServiceConfig | None = None, services: Services | None = None) -> FastAPI:
@@ -79,7 +89,7 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         finally:
             if audiosocket is not None:
                 audiosocket.close()  # no new legs; the legs connected end with their calls
-            await live.close()
+            await end_calls(app)
             await asyncio.sleep(0.1)  # let the board fold in the calls' ends
             for task in ctx.tasks:
                 task.cancel()

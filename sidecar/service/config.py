@@ -47,13 +47,14 @@ class ServiceConfig:
     def from_env(cls) -> ServiceConfig:
         env = os.environ
         seed = env.get("ASSIST_KB_SEED")
+        audiosocket_port = env.get("ASSIST_AUDIOSOCKET_PORT")
         return cls(
             data_dir=Path(env.get("ASSIST_DATA", ".assist")),
             recordings_dir=Path(env["ASSIST_RECORDINGS"]) if env.get("ASSIST_RECORDINGS") else SAMPLES,
             kb_seed=None if seed == "none" else Path(seed) if seed else SAMPLES / "sample-kb.jsonl",
             redis_url=env.get("REDIS_URL") or None,
             audiosocket_host=env.get("ASSIST_AUDIOSOCKET_HOST", "127.0.0.1"),
-            audiosocket_port=int(env["ASSIST_AUDIOSOCKET_PORT"]) if env.get("ASSIST_AUDIOSOCKET_PORT") else None,
+            audiosocket_port=int(audiosocket_port) if audiosocket_port else None,
         )
 
     @property

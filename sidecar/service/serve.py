@@ -14,7 +14,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from sidecar.service.app import create_app
+from sidecar.service.app import create_app, end_calls
 from sidecar.service.auth import Role
 from sidecar.service.config import ServiceConfig
 from sidecar.service.context import AppContext
@@ -81,9 +81,10 @@ class AssistServer(uvicorn.Server):
     stream instead of being cut off after the grace period."""
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        ctx: AppContext | None = getattr(getattr(self.config.app, "state", None), "ctx", None)
-        if ctx is not None:
-            await ctx.live.close()
+        app = self.config.app
+        ctx: AppContext | None = getattr(getattr(app, "state", None), "ctx", None)
+        if ctx is not None and isinstance(app, FastAPI):
+            await end_calls(app)
             await asyncio.sleep(0.05)  # let the streams write the calls' ends
             ctx.closing.set()
             await ctx.feeds.close()
