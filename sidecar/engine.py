@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -53,6 +54,8 @@ class SpeechEngine:
         self.settings = settings or Settings()
         self._pool = ThreadPoolExecutor(max_workers=self.settings.asr.workers, thread_name_prefix="asr")
         self._recognizers: dict[str, Recognizer] = {}
+        # calls that start together (several taps at once) load each model once, not once each
+        self._loading = threading.Lock()
 
     @property
     def vad(self) -> SileroVad:
@@ -65,17 +68,22 @@ class SpeechEngine:
         """English: the configured English model; ``zh`` and ``auto``: the multilingual one."""
         key = self.model_key(lang)
         recognizer = self._recognizers.get(key)
-        if recognizer is None:
-            a: AsrSettings = self.settings.asr
-            model = load_whisper(resolve_model(key), a.device, a.compute_type, a.cpu_threads, a.workers)
-            recognizer = self._recognizers[key] = WhisperRecognizer(
-                model, DecodeOptions(beam_size=a.beam_size)
-            )
+        if recognizer is not None:
+            return recognizer
+        with self._loading:
+            recognizer = self._recognizers.get(key)
+            if recognizer is None:
+                a: AsrSettings = self.settings.asr
+                model = load_whisper(resolve_model(key), a.device, a.compute_type, a.cpu_threads, a.workers)
+                recognizer = self._recognizers[key] = WhisperRecognizer(
+                    model, DecodeOptions(beam_size=a.beam_size)
+                )
         return recognizer
 
     def preload(self, lang: str) -> None:
         """Load what a call in ``lang`` needs now, so the first segment does not wait for it."""
-        _ = self.vad
+        with self._loading:
+            _ = self.vad
         self.recognizer(lang)
 
     async def run(self, fn: Callable[[], T]) -> T:

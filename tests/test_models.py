@@ -88,3 +88,19 @@ def test_models_list_shows_every_model():
     proc = subprocess.run([str(ASSIST), "models", "list"], capture_output=True, text=True, timeout=120)
     for key in ("asr-en", "asr-multilingual", "vad"):
         assert key in proc.stdout
+
+
+@pytest.mark.model
+def test_calls_starting_together_share_one_recognizer():
+    """Taps open calls concurrently: each model is loaded once, whoever asks first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sidecar.engine import SpeechEngine
+
+    engine = SpeechEngine()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda _: engine.recognizer("en"), range(8)))
+        assert all(r is got[0] for r in got)
+    finally:
+        engine.close()
