@@ -40,11 +40,8 @@ end of the socket → ``dropped``; a protocol error → ``protocol_error``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -54,8 +51,24 @@ from fastapi import APIRouter, WebSocket
 from sidecar.audio import split_channels
 from sidecar.errors import InputError
 from sidecar.events import Channel
-from sidecar.service.context import WS_POLICY_VIOLATION, AppContext, ws_principal
 from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
+from sidecar.taps.ws import (
+    CALL_ID,
+    GOING_AWAY,
+    INTERNAL,
+    INVALID,
+    LANGS,
+    NORMAL,
+    POLICY,
+    TRY_LATER,
+    UNSUPPORTED,
+    Closed,
+    TapProtocolError,
+    admit,
+    close_quietly,
+    end_call,
+    receive_frame,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/taps", tags=["taps"])
@@ -65,23 +78,8 @@ MAX_BINARY_BYTES = 1024 * 1024  # 20 ms of 64 kHz stereo is 5 KiB: a MiB is not 
 MAX_TEXT_BYTES = 64 * 1024
 METADATA_TIMEOUT_S = 10.0  # the metadata frame must arrive this soon after the handshake
 IDLE_TIMEOUT_S = 30.0  # both platforms send audio every 20 ms, silence included
-LANGS = ("en", "zh", "auto")
-CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 SUBPROTOCOLS = ("audio.jambonz.org", "audio.drachtio.org")
 PARTIES: tuple[Channel, ...] = ("agent", "customer")
-
-NORMAL, GOING_AWAY, UNSUPPORTED, INVALID, POLICY, TOO_BIG, INTERNAL, TRY_LATER = (
-    1000, 1001, 1003, 1007, WS_POLICY_VIOLATION, 1009, 1011, 1013,
-)  # fmt: skip
-
-
-class TapProtocolError(Exception):
-    """Close the socket with ``code`` and ``reason`` (and end the call, if there is one)."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason[:120]  # a close frame's reason must fit in 123 bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,30 +182,8 @@ class L16Feed:
             await self.call.push(channel, samples, self.stream.rate)
 
 
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The client has gone, with this close code (1005: none given, 1006: no close frame)."""
-
-    code: int
-
-
 async def _receive(websocket: WebSocket, timeout_s: float) -> str | bytes | Closed:
-    """The next frame (text or bytes, within the size limits), or how the client went."""
-    try:
-        message = await asyncio.wait_for(websocket.receive(), timeout_s)
-    except TimeoutError:
-        raise TapProtocolError(POLICY, f"nothing received for {timeout_s:.0f} s") from None
-    if message["type"] == "websocket.disconnect":
-        return Closed(int(message.get("code", 1005)))
-    data = message.get("bytes")
-    if data is not None:
-        if len(data) > MAX_BINARY_BYTES:
-            raise TapProtocolError(TOO_BIG, f"a binary frame over {MAX_BINARY_BYTES} bytes")
-        return bytes(data)
-    text = message.get("text") or ""
-    if len(text) > MAX_TEXT_BYTES or len(text.encode()) > MAX_TEXT_BYTES:
-        raise TapProtocolError(TOO_BIG, f"a text frame over {MAX_TEXT_BYTES} bytes")
-    return str(text)
+    return await receive_frame(websocket, timeout_s, max_text=MAX_TEXT_BYTES, max_binary=MAX_BINARY_BYTES)
 
 
 def _control(text: str, seen: set[str]) -> None:
@@ -233,12 +209,8 @@ def _subprotocol(websocket: WebSocket) -> str | None:
 async def l16_tap(websocket: WebSocket) -> None:
     """L16 PCM after a JSON metadata frame (FreeSWITCH mod_audio_fork, jambonz listen); see
     docs/taps/l16.md."""
-    ctx: AppContext | None = getattr(websocket.app.state, "ctx", None)
+    ctx = await admit(websocket)
     if ctx is None:
-        await websocket.close(TRY_LATER, "the service is starting")
-        return
-    if ws_principal(ctx, websocket, "taps.connect") is None:
-        await websocket.close(POLICY, "missing or unknown token, or not allowed to connect taps")
         return
     await websocket.accept(subprotocol=_subprotocol(websocket))
     call: LiveCall | None = None
@@ -269,25 +241,13 @@ async def l16_tap(websocket: WebSocket) -> None:
         reason = "protocol_error"
         log.warning("l16 tap: closing", extra={"code": exc.code, "reason": exc.reason,
                                                "call_id": call.call_id if call else None})  # fmt: skip
-        await _close(websocket, exc.code, exc.reason)
+        await close_quietly(websocket, exc.code, exc.reason)
     except CallNotLiveError:  # the service ended the call (shutting down)
-        await _close(websocket, GOING_AWAY, "the call has ended")
+        await close_quietly(websocket, GOING_AWAY, "the call has ended")
     except Exception:
         reason = "error"
         log.exception("l16 tap: failed")
-        await _close(websocket, INTERNAL, "the call failed")
+        await close_quietly(websocket, INTERNAL, "the call failed")
     finally:
         if call is not None:
-            await _end(call, reason)
-
-
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    with contextlib.suppress(Exception):  # the client may be gone already
-        await websocket.close(code, reason)
-
-
-async def _end(call: LiveCall, reason: str) -> None:
-    try:
-        await call.end(reason)
-    except Exception:
-        log.exception("l16 tap: ending call %s failed", call.call_id)
+            await end_call(call, reason)

@@ -38,13 +38,10 @@ without ``stop`` → reason ``dropped``; a protocol error → ``protocol_error``
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +51,25 @@ from fastapi import APIRouter, WebSocket
 from sidecar.audio import Pcm16, decode_g711
 from sidecar.errors import InputError
 from sidecar.events import Channel
-from sidecar.service.context import WS_POLICY_VIOLATION, AppContext, ws_principal
+from sidecar.service.context import AppContext
 from sidecar.service.live import GAP_JUMP_S, CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
+from sidecar.taps.ws import (
+    CALL_ID,
+    GOING_AWAY,
+    INTERNAL,
+    INVALID,
+    LANGS,
+    NORMAL,
+    POLICY,
+    TRY_LATER,
+    UNSUPPORTED,
+    Closed,
+    TapProtocolError,
+    admit,
+    close_quietly,
+    end_call,
+    receive_frame,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/taps", tags=["taps"])
@@ -65,23 +79,7 @@ ENCODING = "audio/x-mulaw"
 MAX_TEXT_BYTES = 64 * 1024  # a media message carries ~0.3 KiB; anything near this is not Twilio
 START_TIMEOUT_S = 10.0  # ``start`` must arrive this soon after the handshake
 IDLE_TIMEOUT_S = 30.0  # a started stream sends media every 20 ms: this long without a message is dead
-LANGS = ("en", "zh", "auto")
-CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 TRACKS = ("inbound", "outbound")
-
-# close codes (RFC 6455)
-NORMAL, GOING_AWAY, UNSUPPORTED, INVALID, POLICY, TOO_BIG, INTERNAL, TRY_LATER = (
-    1000, 1001, 1003, 1007, WS_POLICY_VIOLATION, 1009, 1011, 1013,
-)  # fmt: skip
-
-
-class TapProtocolError(Exception):
-    """Close the socket with ``code`` and ``reason`` (and end the call, if there is one)."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason[:120]  # a close frame's reason must fit in 123 bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,30 +265,16 @@ class TwilioStream:
 
 async def _receive_text(websocket: WebSocket, timeout_s: float) -> str | None:
     """The next text frame; None when the client has gone."""
-    try:
-        message = await asyncio.wait_for(websocket.receive(), timeout_s)
-    except TimeoutError:
-        raise TapProtocolError(POLICY, f"nothing received for {timeout_s:.0f} s") from None
-    if message["type"] == "websocket.disconnect":
-        return None
-    text = message.get("text")
-    if text is None:
-        raise TapProtocolError(UNSUPPORTED, "binary frames are not part of Twilio Media Streams")
-    if len(text) > MAX_TEXT_BYTES or len(text.encode()) > MAX_TEXT_BYTES:
-        raise TapProtocolError(TOO_BIG, f"a text frame over {MAX_TEXT_BYTES} bytes")
-    return str(text)
+    frame = await receive_frame(websocket, timeout_s, max_text=MAX_TEXT_BYTES, max_binary=None)
+    return None if isinstance(frame, Closed) else str(frame)
 
 
 @router.websocket("/twilio")
 async def twilio_tap(websocket: WebSocket) -> None:
     """Twilio Media Streams (``<Stream url="wss://HOST/v1/taps/twilio?access_token=...">``);
     see docs/taps/twilio.md."""
-    ctx: AppContext | None = getattr(websocket.app.state, "ctx", None)
+    ctx = await admit(websocket)
     if ctx is None:
-        await websocket.close(TRY_LATER, "the service is starting")
-        return
-    if ws_principal(ctx, websocket, "taps.connect") is None:
-        await websocket.close(POLICY, "missing or unknown token, or not allowed to connect taps")
         return
     await websocket.accept()
     stream = TwilioStream(ctx)
@@ -302,31 +286,19 @@ async def twilio_tap(websocket: WebSocket) -> None:
                 break
             if await stream.handle(text):
                 reason = "completed"
-                await _close(websocket, NORMAL, "stop received")
+                await close_quietly(websocket, NORMAL, "stop received")
                 break
     except TapProtocolError as exc:
         reason = "protocol_error"
         call_id = stream.call.call_id if stream.call else None
         log.warning("twilio tap: closing", extra={"code": exc.code, "reason": exc.reason, "call_id": call_id})
-        await _close(websocket, exc.code, exc.reason)
+        await close_quietly(websocket, exc.code, exc.reason)
     except CallNotLiveError:  # the service ended the call (shutting down)
-        await _close(websocket, GOING_AWAY, "the call has ended")
+        await close_quietly(websocket, GOING_AWAY, "the call has ended")
     except Exception:
         reason = "error"
         log.exception("twilio tap: failed")
-        await _close(websocket, INTERNAL, "the call failed")
+        await close_quietly(websocket, INTERNAL, "the call failed")
     finally:
         if stream.call is not None:
-            await _end(stream.call, reason)
-
-
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    with contextlib.suppress(Exception):  # the client may be gone already
-        await websocket.close(code, reason)
-
-
-async def _end(call: LiveCall, reason: str) -> None:
-    try:
-        await call.end(reason)
-    except Exception:
-        log.exception("twilio tap: ending call %s failed", call.call_id)
+            await end_call(stream.call, reason)

@@ -1,0 +1,91 @@
+"""What the WebSocket taps (Twilio, L16) share: close codes, the protocol error that closes a
+socket, admission (service ready, token allowed), size-capped receiving, and ending a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+
+from fastapi import WebSocket
+
+from sidecar.service.context import WS_POLICY_VIOLATION, AppContext, ws_principal
+from sidecar.service.live import LiveCall
+
+log = logging.getLogger(__name__)
+
+# close codes (RFC 6455)
+NORMAL, GOING_AWAY, UNSUPPORTED, INVALID, POLICY, TOO_BIG, INTERNAL, TRY_LATER = (
+    1000, 1001, 1003, 1007, WS_POLICY_VIOLATION, 1009, 1011, 1013,
+)  # fmt: skip
+LANGS = ("en", "zh", "auto")
+CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+class TapProtocolError(Exception):
+    """Close the socket with ``code`` and ``reason`` (and end the call, if there is one)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason[:120]  # a close frame's reason must fit in 123 bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The client has gone, with this close code (1005: none given, 1006: no close frame)."""
+
+    code: int
+
+
+async def admit(websocket: WebSocket) -> AppContext | None:
+    """The service, if it is ready and the caller may connect taps; otherwise the socket is
+    closed (1013 while starting, 1008 for a missing, unknown or unauthorised token: the
+    handshake is answered with HTTP 403) and None."""
+    ctx: AppContext | None = getattr(websocket.app.state, "ctx", None)
+    if ctx is None:
+        await websocket.close(TRY_LATER, "the service is starting")
+        return None
+    if ws_principal(ctx, websocket, "taps.connect") is None:
+        await websocket.close(POLICY, "missing or unknown token, or not allowed to connect taps")
+        return None
+    return ctx
+
+
+async def receive_frame(
+    websocket: WebSocket, timeout_s: float, *, max_text: int, max_binary: int | None
+) -> str | bytes | Closed:
+    """The next frame (text, or bytes when ``max_binary`` is given) within the size limits, or
+    how the client went. Silence longer than ``timeout_s`` is a protocol error."""
+    try:
+        message = await asyncio.wait_for(websocket.receive(), timeout_s)
+    except TimeoutError:
+        raise TapProtocolError(POLICY, f"nothing received for {timeout_s:.0f} s") from None
+    if message["type"] == "websocket.disconnect":
+        return Closed(int(message.get("code", 1005)))
+    data = message.get("bytes")
+    if data is not None:
+        if max_binary is None:
+            raise TapProtocolError(UNSUPPORTED, "binary frames are not part of this protocol")
+        if len(data) > max_binary:
+            raise TapProtocolError(TOO_BIG, f"a binary frame over {max_binary} bytes")
+        return bytes(data)
+    text = message.get("text") or ""
+    if len(text) > max_text or len(text.encode()) > max_text:
+        raise TapProtocolError(TOO_BIG, f"a text frame over {max_text} bytes")
+    return str(text)
+
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):  # the client may be gone already
+        await websocket.close(code, reason)
+
+
+async def end_call(call: LiveCall, reason: str) -> None:
+    try:
+        await call.end(reason)
+    except Exception:
+        log.exception("tap: ending call %s failed", call.call_id)
