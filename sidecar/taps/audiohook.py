@@ -44,7 +44,6 @@ import logging
 import re
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -58,6 +57,7 @@ from sidecar.errors import InputError
 from sidecar.events import Channel
 from sidecar.service.context import WS_POLICY_VIOLATION, AppContext
 from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
+from sidecar.taps.hold import HeldAudio
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/taps", tags=["taps"])
@@ -253,9 +253,7 @@ class AudioHookSession:
         self.call: LiveCall | None = None
         self.call_id: str | None = None
         self.opening: asyncio.Task[None] | None = None
-        self.pending: deque[tuple[Channel, Pcm16]] = deque()
-        self.pending_samples: dict[Channel, int] = {}
-        self.dropped_samples = 0
+        self.held = HeldAudio(PENDING_S)
         self.end_reason = "dropped"  # what call.ended says unless the client closes properly
         self.socket_closed = False
         self.disconnect_deadline = 0.0
@@ -327,9 +325,9 @@ class AudioHookSession:
                 await self.call.end(self.end_reason)
             except Exception:
                 log.exception("audiohook: ending the call failed", extra={"call_id": self.call_id})
-        if self.dropped_samples:
+        if self.held.dropped_s:
             log.warning("audiohook: %.1f s of audio dropped while the call started",
-                        self.dropped_samples / RATE, extra={"call_id": self.call_id})  # fmt: skip
+                        self.held.dropped_s, extra={"call_id": self.call_id})  # fmt: skip
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -438,14 +436,7 @@ class AudioHookSession:
             await self._disconnect("error", "the call could not start")
             return
         try:
-            while self.pending:
-                chunks = list(self.pending)
-                self.pending.clear()
-                self.pending_samples.clear()
-                for channel in media.call_channels:
-                    parts = [pcm for ch, pcm in chunks if ch == channel]
-                    if parts:
-                        await call.push(channel, np.concatenate(parts), RATE)
+            await self.held.hand_over(call)
         except Exception:
             log.exception("audiohook: the call failed", extra={"call_id": meta.call_id})
             await self._disconnect("error", "the call failed")
@@ -465,7 +456,8 @@ class AudioHookSession:
             raise ProtocolError(f"audio frame of {len(data)} bytes is over the {MAX_AUDIO_BYTES} byte limit")
         parts = decode_audio(data, self.media)
         if self.call is None:
-            self._hold(parts)
+            for channel, pcm in parts:
+                self.held.hold(channel, pcm, RATE)
             return
         for channel, pcm in parts:
             try:
@@ -475,17 +467,6 @@ class AudioHookSession:
             except Exception:
                 log.exception("audiohook: the call failed", extra={"call_id": self.call_id})
                 raise ProtocolError("the call failed") from None
-
-    def _hold(self, parts: list[tuple[Channel, Pcm16]]) -> None:
-        """Keep audio until the call has started: at most ``PENDING_S`` a channel, oldest dropped."""
-        limit = int(PENDING_S * RATE)
-        for channel, pcm in parts:
-            self.pending.append((channel, pcm))
-            self.pending_samples[channel] = self.pending_samples.get(channel, 0) + pcm.size
-        while any(n > limit for n in self.pending_samples.values()):
-            channel, pcm = self.pending.popleft()
-            self.pending_samples[channel] -= pcm.size
-            self.dropped_samples += pcm.size
 
     async def _close(self) -> None:
         await self._send("closed", {})

@@ -40,7 +40,6 @@ import logging
 import os
 import time
 import weakref
-from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Annotated, Literal
@@ -56,6 +55,7 @@ from sidecar.events import Channel
 from sidecar.service.auth import Principal
 from sidecar.service.context import AppContext, authorize, get_ctx
 from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, LiveCalls
+from sidecar.taps.hold import HeldAudio
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/taps", tags=["taps"])
@@ -140,40 +140,20 @@ class TapCall:
     ended: bool = False
     opening: asyncio.Task[None] | None = None
     end_timer: asyncio.Task[None] | None = None
-    pending: deque[tuple[Channel, int, Pcm16]] = field(default_factory=deque)
-    pending_samples: dict[Channel, int] = field(default_factory=dict)
-    dropped_samples: int = 0
+    held: HeldAudio = field(default_factory=lambda: HeldAudio(PENDING_S))
 
     async def push(self, channel: Channel, pcm: Pcm16, rate: int) -> None:
         if self.failed:
             raise LegRefusedError(f"call {self.call_id} could not start")
         if self.live is None:
-            self._hold(channel, pcm, rate)
+            self.held.hold(channel, pcm, rate)
             return
         await self.live.push(channel, pcm, rate)
-
-    def _hold(self, channel: Channel, pcm: Pcm16, rate: int) -> None:
-        self.pending.append((channel, rate, pcm))
-        self.pending_samples[channel] = self.pending_samples.get(channel, 0) + pcm.size
-        while self.pending_samples[channel] > PENDING_S * rate:
-            index = next(i for i, (ch, _, _) in enumerate(self.pending) if ch == channel)
-            _, _, old = self.pending[index]
-            del self.pending[index]
-            self.pending_samples[channel] -= old.size
-            self.dropped_samples += old.size
 
     async def flush(self, live: LiveCall) -> None:
         """Audio held while the call started, one piece per channel (its call time lines up)."""
         try:
-            while self.pending:
-                chunks = list(self.pending)
-                self.pending.clear()
-                self.pending_samples.clear()
-                for channel in self.channels:
-                    mine = [(rate, pcm) for ch, rate, pcm in chunks if ch == channel]
-                    if mine:
-                        rate = mine[-1][0]  # a leg does not change rate mid-call
-                        await live.push(channel, np.concatenate([p for r, p in mine if r == rate]), rate)
+            await self.held.hand_over(live)
         finally:
             self.live = live  # set with no await since the last look at ``pending``
 
@@ -300,8 +280,8 @@ class AudioSocketRegistry:
         except Exception:
             log.exception("audiosocket: ending the call failed", extra={"call_id": call.call_id})
         finally:
-            if call.dropped_samples:
-                log.warning("audiosocket: %d samples dropped while the call started", call.dropped_samples,
+            if call.held.dropped_s:
+                log.warning("audiosocket: %.1f s of audio dropped while the call started", call.held.dropped_s,
                             extra={"call_id": call.call_id})  # fmt: skip
             self.calls.pop(call.call_id, None)
             for leg in [u for u, r in self.legs.items() if r.call_id == call.call_id]:
