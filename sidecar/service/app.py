@@ -32,6 +32,7 @@ from sidecar.service.live import LiveCalls
 from sidecar.taps.audiosocket import start_audiosocket_server
 from sidecar.taps.livekit import close_livekit_tap
 from sidecar.taps.routes import routers as tap_routers
+from sidecar.taps.webrtc import close_webrtc_tap, install_webrtc_tap
 
 log = logging.getLogger("assist.service")
 access_log = logging.getLogger("assist.access")
@@ -55,9 +56,11 @@ async def follow_bus(ctx: AppContext) -> None:
 
 
 async def end_calls(app: FastAPI) -> None:
-    """Shutdown: taps with sessions of their own leave them (a LiveKit room), then every live call
+    """Shutdown: taps with sessions of their own leave them (a LiveKit room, WebRTC peer
+    connections), then every live call
     ends with reason ``aborted``. Safe to run twice (the server runs it before the lifespan does)."""
     await close_livekit_tap(app)
+    await close_webrtc_tap(app)
     ctx: AppContext | None = getattr(app.state, "ctx", None)
     if ctx is not None:
         await ctx.live.close()
@@ -79,6 +82,7 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         ctx.spawn(built.coach.watch(), "rules-watch")
         if cfg.preload_lang:
             await asyncio.to_thread(live.engine.preload, cfg.preload_lang)
+        install_webrtc_tap(app)  # ICE settings applied (or refused) before any call
         audiosocket = None
         if cfg.audiosocket_port is not None:
             audiosocket = await start_audiosocket_server(ctx, cfg.audiosocket_host, cfg.audiosocket_port)

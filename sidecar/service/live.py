@@ -102,8 +102,12 @@ class LiveCall:
         if resampler is None or resampler.src_rate != rate:
             resampler = self._resamplers[channel] = StreamResampler(rate)
         audio = resampler.process(pcm)
-        for listener in self.listeners:
-            listener(channel, audio)
+        for listener in list(self.listeners):
+            try:
+                listener(channel, audio)
+            except Exception:  # a listener (e.g. a supervisor's listen-in) never breaks the call
+                log.exception("call %s: a listener failed and was removed", self.call_id)
+                self.listeners.remove(listener)
         now = self.clock.elapsed()
         pending = self._pending.get(channel)
         if pending is not None and pending.size:

@@ -4,4 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-routers: list[APIRouter] = []
+from sidecar.taps import audiohook, audiosocket, l16, livekit, twilio, webrtc
+
+routers: list[APIRouter] = [
+    twilio.router,
+    l16.router,
+    webrtc.router,
+    audiohook.router,
+    audiosocket.router,
+    livekit.router,
+]
