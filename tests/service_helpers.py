@@ -120,3 +120,44 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     yield LiveService(f"http://127.0.0.1:{port}", server, audiosocket_port)
     server.should_exit = True
     thread.join(timeout=30)
+
+
+@dataclass
+class LightServer:
+    """A real service without the ML models (coach without embeddings, no knowledge): for
+    tests of the plumbing (shutdown, buses, nodes). ``token`` is a supervisor's."""
+
+    base: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    token: str = "supervisor-light-token"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=20)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def light_server(data_dir: Path, bus: Any) -> LightServer:
+    from coach.engine import Coach
+    from knowledge.feedback import FeedbackLog
+    from knowledge.store import SnippetStore
+    from sidecar.service.config import Services
+
+    tokens = TokenTable([TokenEntry(LightServer.token, Principal("sam", "supervisor"))])
+    config = ServiceConfig(data_dir=data_dir, recordings_dir=FIXTURES, kb_seed=None, tokens=tokens,
+                           knowledge=False, preload_lang=None)  # fmt: skip
+    store = SnippetStore(":memory:")
+    services = Services(config=config, bus=bus, tokens=tokens, store=store, feedback=FeedbackLog(store),
+                        coach=Coach(embedder=None), knowledge=None, policy=None)  # fmt: skip
+    port = free_port()
+    server = make_server(create_app(config, services), "127.0.0.1", port)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the light test service did not start")
+        time.sleep(0.05)
+    return LightServer(f"http://127.0.0.1:{port}", server, thread)

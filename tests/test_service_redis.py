@@ -1,0 +1,53 @@
+"""Two API nodes on one Redis Streams bus (DESIGN.md's scale-out): a call played on one node is
+listed, detailed and streamed, with resume, by the other."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from sidecar.redis_bus import RedisStreamsBus
+from tests.service_helpers import light_server, read_sse
+
+pytestmark = pytest.mark.redis
+
+
+def test_any_node_serves_a_call_played_on_another(redis_url: str, tmp_path: Path) -> None:
+    prefix = f"test-nodes-{uuid.uuid4().hex}"
+    a = light_server(tmp_path / "a", RedisStreamsBus(redis_url, prefix=prefix))
+    b = light_server(tmp_path / "b", RedisStreamsBus(redis_url, prefix=prefix))
+    try:
+        with a.client() as on_a, b.client() as on_b:
+            call_id = on_a.post("/v1/calls", json={"recording": "refund-abuse.jsonl", "realtime": False})
+            call_id = call_id.json()["call_id"]
+            deadline = time.monotonic() + 5  # node b folds the call in from the bus a moment later
+            while on_b.get(f"/v1/calls/{call_id}").status_code != 200:
+                assert time.monotonic() < deadline, "node b never heard of the call"
+                time.sleep(0.05)
+            with on_b.stream("GET", f"/v1/calls/{call_id}/events") as r:
+                first = list(read_sse(r))
+            assert first[0]["event"] == "call.started"
+            assert first[-1]["event"] == "call.ended"
+            assert [int(m["id"]) for m in first] == list(range(1, len(first) + 1))
+            assert any(m["event"] == "alert" and m["data"]["payload"]["severity"] == "fatal" for m in first)
+            middle = first[len(first) // 2]["id"]
+            with on_b.stream("GET", f"/v1/calls/{call_id}/events", headers={"Last-Event-ID": middle}) as r:
+                rest = list(read_sse(r))
+            assert [m["data"] for m in rest] == [m["data"] for m in first[int(middle) :]]
+            detail_b = on_b.get(f"/v1/calls/{call_id}").json()
+            detail_a = on_a.get(f"/v1/calls/{call_id}").json()
+            assert detail_b["ended"]
+            assert detail_b["alert_counts"] == detail_a["alert_counts"]
+            assert call_id in {c["call_id"] for c in on_b.get("/v1/calls").json()}
+    finally:
+        a.stop()
+        b.stop()
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
