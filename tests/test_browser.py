@@ -79,6 +79,7 @@ def test_a_fatal_alert_reaches_the_agent_widget_within_2s(browser: Any, service:
         alerts = c.get(f"/v1/calls/{call_id}").json()["alerts"]
     published = min(a["emitted_at"] for a in alerts if a["severity"] == "fatal")
     delay_s = seen_ms / 1000 - published
+    (ARTIFACTS / "alert-delay.txt").write_text(f"fatal alert: published -> on the widget in {delay_s:.3f} s\n")
     assert -0.05 < delay_s < 2.0, f"the fatal alert took {delay_s:.3f} s to show"
     page.wait_for_selector("#temperature svg polyline, #temperature svg path", timeout=20_000)
     # (text selectors, not wait_for_function: the pages' CSP forbids the eval it relies on)
