@@ -79,7 +79,9 @@ def test_a_fatal_alert_reaches_the_agent_widget_within_2s(browser: Any, service:
         alerts = c.get(f"/v1/calls/{call_id}").json()["alerts"]
     published = min(a["emitted_at"] for a in alerts if a["severity"] == "fatal")
     delay_s = seen_ms / 1000 - published
-    (ARTIFACTS / "alert-delay.txt").write_text(f"fatal alert: published -> on the widget in {delay_s:.3f} s\n")
+    (ARTIFACTS / "alert-delay.txt").write_text(
+        f"fatal alert: published -> on the widget in {delay_s:.3f} s\n"
+    )
     assert -0.05 < delay_s < 2.0, f"the fatal alert took {delay_s:.3f} s to show"
     page.wait_for_selector("#temperature svg polyline, #temperature svg path", timeout=20_000)
     # (text selectors, not wait_for_function: the pages' CSP forbids the eval it relies on)
@@ -149,6 +151,19 @@ def test_an_edited_snippet_is_the_version_the_next_suggestion_carries(
             time.sleep(0.1)
     assert not agent.errors, agent.errors
     agent.context.close()
+
+    # ... and the knowledge manager's analytics show it
+    page = _page(browser, 1280, 900)
+    page.goto(f"{service.base}/ui/knowledge.html#token={service.token('knowledge_manager')}")
+    page.click("#tab-analytics")
+    row = page.wait_for_selector('#analytics tbody tr[data-snippet-id="refund-status"]', timeout=10_000)
+    cells = [c.inner_text() for c in row.query_selector_all("td.num")]
+    shown, used, use_rate = int(cells[0]), int(cells[1]), cells[4]
+    assert shown >= 1
+    assert used >= 1
+    assert use_rate == f"{round(100 * used / shown)}%"
+    page.screenshot(path=str(ARTIFACTS / "knowledge-analytics.png"), full_page=True)
+    page.context.close()
 
 
 def test_the_widget_embeds_in_a_softphone_page_on_another_origin(

@@ -49,9 +49,8 @@ import numpy as np
 from fastapi import APIRouter, WebSocket
 
 from sidecar.audio import split_channels
-from sidecar.errors import InputError
 from sidecar.events import Channel
-from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
+from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall
 from sidecar.taps.ws import (
     CALL_ID,
     GOING_AWAY,
@@ -60,13 +59,13 @@ from sidecar.taps.ws import (
     LANGS,
     NORMAL,
     POLICY,
-    TRY_LATER,
     UNSUPPORTED,
     Closed,
     TapProtocolError,
     admit,
     close_quietly,
     end_call,
+    open_tap_call,
     receive_frame,
 )
 
@@ -222,12 +221,7 @@ async def l16_tap(websocket: WebSocket) -> None:
         if isinstance(first, bytes):
             raise TapProtocolError(POLICY, "audio before the metadata: send the JSON metadata frame first")
         stream = parse_metadata(first)
-        try:
-            call = await ctx.live.open_call(stream.meta, stream.channels)
-        except TooManyCallsError as exc:
-            raise TapProtocolError(TRY_LATER, str(exc)) from None
-        except InputError as exc:
-            raise TapProtocolError(POLICY, str(exc)) from None
+        call = await open_tap_call(ctx, stream.meta, stream.channels)
         log.info("l16 tap: call started", extra={"call_id": call.call_id, "mix_type": stream.mix})
         feed = L16Feed(stream, call)
         ignored: set[str] = set()

@@ -49,10 +49,9 @@ import numpy as np
 from fastapi import APIRouter, WebSocket
 
 from sidecar.audio import Pcm16, decode_g711
-from sidecar.errors import InputError
 from sidecar.events import Channel
 from sidecar.service.context import AppContext
-from sidecar.service.live import GAP_JUMP_S, CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
+from sidecar.service.live import GAP_JUMP_S, CallMeta, CallNotLiveError, LiveCall
 from sidecar.taps.ws import (
     CALL_ID,
     GOING_AWAY,
@@ -61,13 +60,13 @@ from sidecar.taps.ws import (
     LANGS,
     NORMAL,
     POLICY,
-    TRY_LATER,
     UNSUPPORTED,
     Closed,
     TapProtocolError,
     admit,
     close_quietly,
     end_call,
+    open_tap_call,
     receive_frame,
 )
 
@@ -220,12 +219,7 @@ class TwilioStream:
         if self.start is not None:
             raise TapProtocolError(POLICY, "a second start on one stream")
         start = parse_start(message)
-        try:
-            self.call = await self.ctx.live.open_call(start.meta, start.channels)
-        except TooManyCallsError as exc:
-            raise TapProtocolError(TRY_LATER, str(exc)) from None
-        except InputError as exc:
-            raise TapProtocolError(POLICY, str(exc)) from None
+        self.call = await open_tap_call(self.ctx, start.meta, start.channels)
         self.start = start
         self._channels = dict(start.tracks)
         log.info(

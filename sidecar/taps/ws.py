@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from fastapi import WebSocket
 
+from sidecar.errors import InputError
+from sidecar.events import Channel
 from sidecar.service.context import WS_POLICY_VIOLATION, AppContext, ws_principal
-from sidecar.service.live import LiveCall
+from sidecar.service.live import CallMeta, LiveCall, TooManyCallsError
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,16 @@ async def receive_frame(
     if len(text) > max_text or len(text.encode()) > max_text:
         raise TapProtocolError(TOO_BIG, f"a text frame over {max_text} bytes")
     return str(text)
+
+
+async def open_tap_call(ctx: AppContext, meta: CallMeta, channels: tuple[Channel, ...]) -> LiveCall:
+    """Start the tap's call; a full service is "try later" (1013), a call id in use 1008."""
+    try:
+        return await ctx.live.open_call(meta, channels)
+    except TooManyCallsError as exc:
+        raise TapProtocolError(TRY_LATER, str(exc)) from None
+    except InputError as exc:
+        raise TapProtocolError(POLICY, str(exc)) from None
 
 
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:

@@ -621,7 +621,7 @@ function renderAnalytics() {
       (r) => html`<tr data-snippet-id="${r.snippet_id}" tabindex="0" title="open in the editor">
         <td><div>${r.title || r.snippet_id}</div><div class="sub">${r.snippet_id}</div></td>
         <td class="num">${r.shown ?? 0}</td><td class="num">${r.used ?? 0}</td><td class="num">${r.dismissed ?? 0}</td><td class="num">${r.helpful ?? 0}</td>
-        <td class="num">${fmtPct(r.used_rate)}</td><td class="num">${fmtPct(r.dismissed_rate)}</td><td class="num">${fmtPct(r.helpful_rate)}</td></tr>`,
+        <td class="num">${fmtPct(r.use_rate)}</td><td class="num">${fmtPct(r.dismiss_rate)}</td><td class="num">${fmtPct(r.helpful_rate)}</td></tr>`,
     ),
   );
   for (const th of $("analytics").querySelectorAll("th[data-sort]")) {
