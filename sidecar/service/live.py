@@ -213,15 +213,7 @@ class LiveCalls:
         self, meta: CallMeta, channels: tuple[Channel, ...] = ("agent", "customer")
     ) -> LiveCall:
         """A tap's new call, started (``call.started`` published) and ready for ``push``."""
-        if self.running >= self.max_calls:
-            raise TooManyCallsError(f"this service runs at most {self.max_calls} calls at once")
-        call_id = meta.call_id or new_call_id(meta.source)
-        if (
-            call_id in self.calls
-            or call_id in self._tasks
-            or any(c.call_id == call_id for c in self.bus.calls())
-        ):
-            raise InputError(f"call id {call_id} is already in use")
+        call_id = self._admit(meta.call_id or new_call_id(meta.source))
         await asyncio.to_thread(self.engine.preload, meta.lang)  # loading a model is not call time
         call = LiveCall(self, call_id, meta, channels)
         self.calls[call_id] = call
@@ -232,18 +224,26 @@ class LiveCalls:
             raise
         return call
 
+    def _admit(self, call_id: str) -> str:
+        """Room for one more call, under an id no call (tap, recording, or on the bus) has."""
+        if self.running >= self.max_calls:
+            raise TooManyCallsError(f"this service runs at most {self.max_calls} calls at once")
+        if (
+            call_id in self.calls
+            or call_id in self._tasks
+            or any(c.call_id == call_id for c in self.bus.calls())
+        ):
+            raise InputError(f"call id {call_id} is already in use")
+        return call_id
+
     def forget(self, call_id: str) -> None:
         self.calls.pop(call_id, None)
 
     async def start_recording(self, request: StartRequest) -> str:
         """Start playing a recording as a live call; returns once ``call.started`` is published."""
-        if self.running >= self.max_calls:
-            raise TooManyCallsError(f"this service runs at most {self.max_calls} calls at once")
         path = self.recording_path(request.recording)
         call = load_call(path, "customer")
-        call_id = request.call_id or new_call_id("rec")
-        if call_id in self._tasks or any(c.call_id == call_id for c in self.bus.calls()):
-            raise InputError(f"call id {call_id} is already in use")
+        call_id = self._admit(request.call_id or new_call_id("rec"))
         if isinstance(call, AudioCall):
             await asyncio.to_thread(self.engine.preload, request.lang)  # model loading is not call time
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
