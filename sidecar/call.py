@@ -50,6 +50,11 @@ class CallPipeline:
         self.frames_dropped = 0
         settings = engine.settings.stream
         maxsize = max(1, int(settings.queue_s / _TYPICAL_FRAME_S))
+        if overflow == "block" and not catch_up:
+            # a fast replay: the channels advance together, a frame apart at most, so each
+            # channel's events come in call-time order as they would live (the coach reads the
+            # agent's turn before the customer's reply to it), however the decodes interleave
+            maxsize = 1
         self._queues: dict[Channel, asyncio.Queue[AudioFrame | None]] = {
             ch: asyncio.Queue(maxsize) for ch in channels
         }
