@@ -24,7 +24,7 @@ from sidecar.errors import ConfigError, ModelNotFoundError
 
 Matrix = NDArray[np.float32]
 
-EMBEDDERS = ("embed-e5", "embed-multilingual", "embed-en")
+EMBEDDERS = ("embed-e5", "embed-multilingual", "embed-en", "embed-minilm")
 
 
 class Embedder(Protocol):
@@ -109,19 +109,27 @@ class UseEmbedder(_Cached):
         return np.asarray(self._model.encode(texts), dtype=np.float32)
 
 
-class MiniLmEmbedder(_Cached):
-    """sentence-transformers all-MiniLM-L6-v2 (English only), 384-d; symmetric."""
+class SentenceTransformerEmbedder(_Cached):
+    """A sentence-transformers model (English only; symmetric) from the registry: ``embed-en``
+    (all-mpnet-base-v2, 768-d) or ``embed-minilm`` (all-MiniLM-L6-v2, 384-d, for smaller machines)."""
 
     multilingual = False
 
-    def __init__(self) -> None:
+    def __init__(self, key: str = "embed-en") -> None:
         super().__init__()
         from sentence_transformers import SentenceTransformer
 
-        path = resolve_model("embed-en")
-        self._model = SentenceTransformer(str(path), device="cpu")
-        self.name = f"minilm:{path}"
-        self.dim = int(self._model.get_embedding_dimension() or 384)
+        path = resolve_model(key)
+        try:
+            self._model = SentenceTransformer(str(path), device="cpu")
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelNotFoundError(
+                f"cannot load the sentence-transformers model at {path}: {exc}"
+            ) from None
+        # the package's MiniLM folder is called "model": name it by its package instead
+        self.name = f"st:{path.parent.name if path.name == 'model' else path.name}"
+        dim = self._model.get_embedding_dimension()
+        self.dim = int(dim) if dim else int(self._model.encode(["dimension"]).shape[1])
 
     def _encode(self, texts: list[str], query: bool) -> Matrix:
         return np.asarray(self._model.encode(texts, convert_to_numpy=True), dtype=np.float32)
@@ -134,6 +142,6 @@ def load_embedder(key: str = "embed-e5") -> Embedder:
         return E5Embedder()
     if key == "embed-multilingual":
         return UseEmbedder()
-    if key == "embed-en":
-        return MiniLmEmbedder()
+    if key in ("embed-en", "embed-minilm"):
+        return SentenceTransformerEmbedder(key)
     raise ConfigError(f"unknown embedder {key!r}; choose one of {', '.join(EMBEDDERS)}")

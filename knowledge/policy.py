@@ -1,25 +1,37 @@
-"""Which procedure to push to the agent, and when: the suggestion policy on a live call.
+"""Which procedures to push to the agent, and when: the suggestion policy on a live call.
 
-The query is the customer's recent speech (the current final, with the previous customer turn when
-the current one is short) plus a hint for each intent the coach found. A snippet is pushed when:
-- one of its trigger phrases is said (directly, score 1.0), or
-- its retrieval score reaches ``min_score`` and leads the runner-up by ``margin`` (or reaches
-  ``sure_score`` outright);
-and never the same snippet twice in a row, nor one already shown in the last ``repeat_s`` seconds;
-at most one new card per ``min_gap_s`` of call time unless an intent fired (a refund request
-deserves its procedure at once).
+On each customer turn that states a need (``knowledge.need``: not an answer to the agent's
+question, an acknowledgement, a line check or a closing), the index proposes candidates and the
+reranker's panel scores them by the customer's words; with a smaller weight, by the agent's last
+turn and the customer's words together (a reply such as "so what's the catch?" takes its topic
+from what the agent just offered); and by the customer's words with a hint for each intent the
+coach found (a cancel threat calls for the offers that keep a customer). Then:
+- a trigger phrase that is said pushes its snippet directly (score 1.0);
+- otherwise the best candidate is pushed when its fused score reaches ``min_z`` (``solo_z`` when
+  the coach found no intent), with up to ``max_cards - 1`` runners-up that are within
+  ``stack_within`` of it and above ``stack_min_z``, and the best procedure for each further
+  sentence long enough to carry a topic ("... Also, I can't get into the app"): the agent sees a
+  short ranked stack rather than one guess;
+- never the same snippet twice in a row (on two consecutive turns that state a need), nor one
+  shown in the last ``repeat_s`` seconds: a procedure comes back only when the customer raises
+  its topic again later in the call;
+- at most one push per ``min_gap_s`` of call time unless an intent fired (a refund request
+  deserves its procedure at once).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from coach.text import clauses, is_chinese, normalise
+from coach.text import clauses, is_chinese, normalise, sentences
+from knowledge.need import states_a_need
 from knowledge.rerank import Ranked, Reranker
 from knowledge.snippets import Snippet
+from sidecar.errors import ConfigError
 
 if TYPE_CHECKING:
     from knowledge.embed import Embedder
@@ -27,13 +39,16 @@ if TYPE_CHECKING:
     from knowledge.store import SnippetStore
     from sidecar.callfile import Turn
 
-# What an intent adds to the query: the kind of procedure it calls for, in words snippets use.
+# Intents that deserve their procedure at once, whatever the gap since the last card.
+URGENT_INTENTS = frozenset(
+    {"refund_request", "cancel_threat", "escalation_request", "complaint", "implicit_complaint"}
+)
+# What an intent adds to the ranking (a third query, weighted): the kind of procedure it calls
+# for, in words of any contact centre.
 INTENT_HINTS = {
     "refund_request": "refund, money back, compensation or credit",
-    "cancel_threat": "customer wants to cancel or leave; retention offer",
-    "escalation_request": "escalate the complaint to a supervisor or team leader",
-    "complaint": "complaint",
-    "implicit_complaint": "complaint",
+    "cancel_threat": "the customer wants to cancel or leave; offers to keep the customer",
+    "escalation_request": "escalate the complaint to a supervisor or manager",
 }
 
 
@@ -97,28 +112,31 @@ class Firing:
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
     """Thresholds. With a reranker, scores are fused z-scores (standard deviations above the other
-    candidates); without one, cosines of the index's embedder."""
+    candidates and a fixed background of ordinary procedures); without one, cosines of the
+    index's embedder."""
 
     min_score: float = 0.84  # cosine (no reranker)
     sure_score: float = 0.88
     margin: float = 0.01
-    min_z: float = 1.0  # fused z-score of the best candidate when the customer asked or complained
-    solo_z: float = 1.8  # ... and when no intent was found (small talk, answers to questions)
-    second_within: float = 0.5  # also push the runner-up when this close to the best ...
-    second_min_z: float = 0.9  # ... and this far above ordinary procedures
+    min_z: float = 0.6  # the best candidate, when the customer asked, complained or requested
+    solo_z: float = 0.8  # ... when the coach found no intent
+    stack_within: float = 0.4  # runners-up pushed with the best while this close to it ...
+    stack_min_z: float = 0.5  # ... and this far above ordinary procedures
+    max_cards: int = 3
+    context_weight: float = 0.25  # the agent's last turn + the customer's words, as a second query
+    hint_weight: float = 1.0  # the customer's words with their intents' hints, as a third query
+    sentence_words: int = 8  # in a turn of several sentences, each this long is also a query:
+    # "It was a domestic order. And I can't even get into the app" raises a second topic
     candidates: int = 16
     min_gap_s: float = 10.0
     repeat_s: float = 20.0  # the same card again only after this long (and never twice in a row)
-    short_words: int = 8
-    agent_context: bool = False  # add the agent's last words to a short question (no gain measured)
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyState:
-    last_snippet: str | None = None
+    last_push: frozenset[str] = frozenset()  # what the previous decision pushed (on a need turn)
     last_t: float = -1e9
     shown_at: dict[str, float] = field(default_factory=dict)
-    previous_customer: str = ""
 
 
 class SuggestionPolicy:
@@ -133,31 +151,35 @@ class SuggestionPolicy:
 
     def warm_up(self) -> None:
         """Load every model and embed the snippets now, not on the call's first question."""
-        self._retrieve("hello", "", 0.0, ())
+        self._retrieve("hello", 0.0, (), "hello")
 
     def decide(
         self, state: PolicyState, text: str, t_s: float, intents: Sequence[str] = (), agent_said: str = ""
     ) -> tuple[PolicyState, list[Firing]]:
-        """The cards to push for this customer utterance (usually none, sometimes two when the
-        best two procedures are too close to call)."""
+        """The cards to push for this customer utterance: usually none, sometimes a short ranked
+        stack when the customer states a need and the best procedures are close."""
         cfg = self.config
-        previous = state.previous_customer
-        state = replace(state, previous_customer=text)
-        urgent = any(i in INTENT_HINTS for i in intents)
+        urgent = any(i in URGENT_INTENTS for i in intents)
         if not urgent and t_s - state.last_t < cfg.min_gap_s:
             return state, []
         trigger = self._trigger(text, t_s)
-        firings = [trigger] if trigger else self._retrieve(text, previous, t_s, intents, agent_said)
+        if trigger:
+            firings = [trigger]
+        elif states_a_need(text, agent_said):
+            firings = self._retrieve(text, t_s, intents, agent_said)
+        else:
+            return state, []  # not a decision: "yes please" between two pushes keeps them in a row
         firings = [f for f in firings if self._allowed(state, f)]
         if not firings:
-            return state, []
+            return replace(state, last_push=frozenset()), []
         shown = dict(state.shown_at)
         for f in firings:
             shown[f.snippet_id] = t_s
-        return replace(state, last_snippet=firings[-1].snippet_id, last_t=t_s, shown_at=shown), firings
+        pushed = frozenset(f.snippet_id for f in firings)
+        return replace(state, last_push=pushed, last_t=t_s, shown_at=shown), firings
 
     def _allowed(self, state: PolicyState, firing: Firing) -> bool:
-        if firing.snippet_id == state.last_snippet:
+        if firing.snippet_id in state.last_push:
             return False
         seen = state.shown_at.get(firing.snippet_id)
         return seen is None or firing.t_s - seen >= self.config.repeat_s
@@ -171,45 +193,42 @@ class SuggestionPolicy:
                     return Firing(t_s, sid, snippet.title, 1.0, f'trigger "{phrase}"')
         return None
 
-    def _query(
-        self, text: str, previous: str, intents: Sequence[str], agent_said: str = ""
-    ) -> tuple[str, str]:
-        words = len(text) // 2 if is_chinese(text) else len(text.split())
-        short = words < self.config.short_words
-        query = f"{previous} {text}" if short and previous else text
-        if short and agent_said and self.config.agent_context:
-            query = f"{agent_said} {query}"
-        hints = sorted({INTENT_HINTS[i] for i in intents if i in INTENT_HINTS})
-        if hints:
-            query = f"{query} ({'; '.join(hints)})"
-        why = f"intent {', '.join(i for i in intents if i in INTENT_HINTS)}; " if hints else ""
+    @staticmethod
+    def _reason(text: str, intents: Sequence[str]) -> str:
+        why = f"intent {', '.join(intents)}; " if intents else ""
         excerpt = text if len(text) <= 80 else text[:77] + "..."
-        return query, f'{why}"{excerpt}"'
+        return f'{why}"{excerpt}"'
 
-    def _retrieve(
-        self, text: str, previous: str, t_s: float, intents: Sequence[str], agent_said: str = ""
-    ) -> list[Firing]:
-        cfg = self.config
-        query, reason = self._query(text, previous, intents, agent_said)
-        k = cfg.candidates if self.reranker else 3
-        # procedures in the caller's language first; any language when there are none
-        hits = list(self.knowledge.search(query, k=k, lang="zh" if is_chinese(text) else "en"))
+    def _topics(self, text: str) -> list[str]:
+        """The sentences of a turn of several, each long enough to carry a topic of its own."""
+        parts = sentences(text)
+        if len(parts) < 2:
+            return []
+        return [
+            p
+            for p in parts
+            if (len(p) // 2 if is_chinese(p) else len(p.split())) >= self.config.sentence_words
+        ]
+
+    def _candidates(self, text: str, k: int) -> tuple[list[SearchHit], list[Snippet]]:
+        """Index hits for ``text``: procedures in the caller's language first; any language when
+        there are fewer than three."""
+        hits = list(self.knowledge.search(text, k=k, lang="zh" if is_chinese(text) else "en"))
         if len(hits) < 3:
-            hits = list(self.knowledge.search(query, k=k))
-        snippets = [s for h in hits if (s := self.knowledge.get(h.snippet_id)) is not None]
+            hits = list(self.knowledge.search(text, k=k))
+        return hits, [s for h in hits if (s := self.knowledge.get(h.snippet_id)) is not None]
+
+    def _retrieve(self, text: str, t_s: float, intents: Sequence[str], agent_said: str = "") -> list[Firing]:
+        cfg = self.config
+        reason = self._reason(text, intents)
+        hits, snippets = self._candidates(text, cfg.candidates if self.reranker else 3)
         if not snippets:
             return []
         if self.reranker is not None and len(snippets) >= 3:
-            ranked = self.reranker.rank(query, snippets)
-            best = ranked[0]
-            if best.score < (cfg.min_z if intents else cfg.solo_z):
-                return []
-            out = [Firing(t_s, best.snippet_id, best.title, best.score, reason)]
-            if len(ranked) > 1:
-                second = ranked[1]
-                if second.score >= cfg.second_min_z and best.score - second.score <= cfg.second_within:
-                    out.append(Firing(t_s, second.snippet_id, second.title, second.score, reason))
-            return out
+            return [
+                Firing(t_s, r.snippet_id, r.title, r.score, reason)
+                for r in self._stack(text, intents, agent_said, snippets)
+            ]
         best_hit = hits[0]
         runner_up = hits[1].score if len(hits) > 1 else 0.0
         confident = best_hit.score >= cfg.sure_score or (
@@ -219,15 +238,72 @@ class SuggestionPolicy:
             return []
         return [Firing(t_s, snippets[0].id, snippets[0].title, round(float(best_hit.score), 3), reason)]
 
+    def _stack(
+        self, text: str, intents: Sequence[str], agent_said: str, snippets: list[Snippet]
+    ) -> list[Ranked]:
+        """The best procedure for the turn, then the best for each further sentence that carries a
+        topic, then runners-up close to the best: at most ``max_cards``, best first."""
+        cfg = self.config
+        assert self.reranker is not None
+        queries = [(text, 1.0)]
+        if agent_said and cfg.context_weight > 0:
+            queries.append((f"{agent_said} {text}", cfg.context_weight))
+        hints = sorted({INTENT_HINTS[i] for i in intents if i in INTENT_HINTS})
+        if hints and cfg.hint_weight > 0:
+            queries.append((f"{text} ({'; '.join(hints)})", cfg.hint_weight))
+        ranked = self.reranker.rank_weighted(queries, snippets)
+        best = ranked[0]
+        if best.score < (cfg.min_z if intents else cfg.solo_z):
+            return []
+        stack = [best]
+        for part in self._topics(text):  # "... And I can't even get into the app": its own search
+            _, own = self._candidates(part, cfg.candidates)
+            top = self.reranker.rank(part, own)[:1] if len(own) >= 3 else []
+            if top and top[0].score >= cfg.min_z and top[0].snippet_id not in {r.snippet_id for r in stack}:
+                stack.append(top[0])
+        for other in ranked[1:]:
+            if len(stack) >= cfg.max_cards or other.score < cfg.stack_min_z:
+                break
+            if best.score - other.score > cfg.stack_within:
+                break
+            if other.snippet_id not in {r.snippet_id for r in stack}:
+                stack.append(other)
+        return stack[: cfg.max_cards]
 
-PANEL = ("embed-e5", "embed-en", "embed-multilingual")
+
+# The reranker's models and their weights: mpnet counts double for English (it ranks best alone;
+# English-only models sit out for Chinese). Measured with bench/kb_quality.py.
+PANEL = (("embed-e5", 1.0), ("embed-en", 2.0), ("embed-multilingual", 1.0))
+
+
+def panel() -> tuple[tuple[str, float], ...]:
+    """``ASSIST_KB_PANEL`` (comma-separated model keys, each optionally ``:weight``), else
+    ``PANEL``. The first model's cosine is reported as each suggestion's similarity."""
+    raw = os.environ.get("ASSIST_KB_PANEL", "")
+    out = []
+    for item in (p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        key, _, weight = item.partition(":")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            raise ConfigError(f"ASSIST_KB_PANEL: {item!r}: the weight after ':' must be a number") from None
+        if value < 0:
+            raise ConfigError(f"ASSIST_KB_PANEL: {item!r}: a weight cannot be negative")
+        out.append((key.strip(), value))
+    if out and not any(w > 0 for _, w in out):
+        raise ConfigError("ASSIST_KB_PANEL: at least one model needs a weight above 0")
+    return tuple(out) or PANEL
 
 
 def default_reranker() -> Reranker:
-    """The e5 + MiniLM + USE panel (each model loads once per process)."""
+    """The panel, each model loaded once per process (by default multilingual e5, English mpnet
+    and multilingual USE)."""
     from knowledge.embed import load_embedder
 
-    return Reranker([load_embedder(k) for k in PANEL])
+    chosen = panel()
+    return Reranker([load_embedder(k) for k, _ in chosen], weights=[w for _, w in chosen])
 
 
 def default_policy(knowledge: Knowledge) -> SuggestionPolicy:

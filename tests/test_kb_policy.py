@@ -11,7 +11,14 @@ import pytest
 
 from coach.engine import Coach
 from coach.sink import CoachSink
-from knowledge.policy import PolicyState, StoreKnowledge, SuggestionPolicy, default_policy
+from knowledge.policy import (
+    PolicyConfig,
+    PolicyState,
+    StoreKnowledge,
+    SuggestionPolicy,
+    default_policy,
+    default_reranker,
+)
 from knowledge.snippets import Snippet
 from knowledge.store import SnippetStore
 from sidecar.bus import InMemoryBus
@@ -82,7 +89,7 @@ def test_cross_lingual_query_finds_the_procedure(coach: Coach) -> None:
 
 def test_pacing_gives_way_to_an_intent(coach: Coach) -> None:
     policy = SuggestionPolicy(knowledge(coach))
-    state = PolicyState(last_t=10.0, last_snippet="meter")
+    state = PolicyState(last_t=10.0, last_push=frozenset({"meter"}))
     state, paced = policy.decide(state, "My boiler broke down and there is no hot water.", 12.0)
     assert paced == []  # within 10 s of the last card, no intent
     _, urgent = policy.decide(
@@ -137,7 +144,8 @@ async def test_a_long_turn_gets_its_procedure_before_it_ends(coach: Coach) -> No
     out = await sink(Event("transcript.partial", "kb2", "customer", 0.0, 4.8, partial))
     assert out.type == "transcript.partial"
     events = [e async for e in _drain(bus, "kb2")]
-    assert [e.payload.snippet_id for e in events if isinstance(e.payload, Suggestion)] == ["lost-card"]
+    pushed = [e.payload.snippet_id for e in events if isinstance(e.payload, Suggestion)]
+    assert pushed[:1] == ["lost-card"]  # first in its stack
 
 
 async def _drain(bus: InMemoryBus, call_id: str) -> AsyncIterator[Event]:
@@ -147,3 +155,77 @@ async def _drain(bus: InMemoryBus, call_id: str) -> AsyncIterator[Event]:
             yield await asyncio.wait_for(anext(sub), 0.3)
         except (TimeoutError, StopAsyncIteration):
             return
+
+
+INVESTING = Snippet("investing", "Investment risk wording", "Before describing any fund, say that investments can "
+                    "go down as well as up and returns are not guaranteed.", ("investment", "risk"), "en")  # fmt: skip
+
+
+def test_a_reply_takes_its_topic_from_what_the_agent_said(coach: Coach) -> None:
+    k = knowledge(coach)
+    k.store.upsert(INVESTING, actor="test")
+    # no threshold: which procedure comes first is the point here
+    policy = SuggestionPolicy(k, PolicyConfig(min_z=-9.0, solo_z=-9.0), reranker=default_reranker())
+    pitch = "While I have you, our growth fund would double your savings in three years with zero risk."
+    reply = "Really? That sounds too good to be true, what's the catch?"
+    _, alone = policy.decide(PolicyState(), reply, 40.0, ["info_request"])
+    _, in_context = policy.decide(PolicyState(), reply, 40.0, ["info_request"], pitch)
+    assert [f.snippet_id for f in alone][:1] != ["investing"]
+    assert [f.snippet_id for f in in_context][:1] == ["investing"]
+
+
+def test_close_procedures_come_as_a_ranked_stack(coach: Coach) -> None:
+    policy = default_policy(knowledge(coach))
+    _, stack = policy.decide(
+        PolicyState(),
+        "My card was stolen at the airport and my suitcase never arrived either.",
+        5.0,
+        ["complaint"],
+    )
+    ids = [f.snippet_id for f in stack]
+    assert set(ids[:2]) == {"lost-card", "baggage"}, ids
+    assert [f.score for f in stack] == sorted((f.score for f in stack), reverse=True)
+    assert len(ids) <= policy.config.max_cards
+
+
+def test_a_second_topic_in_its_own_sentence_joins_the_stack(coach: Coach) -> None:
+    policy = default_policy(knowledge(coach))
+    _, stack = policy.decide(
+        PolicyState(),
+        "My boiler broke down last night and there is no heating at all. "
+        "Also, I have the baggage claim from my flight here, nothing has turned up in two weeks.",
+        5.0,
+        ["complaint"],
+    )
+    assert {"boiler", "baggage"} <= {f.snippet_id for f in stack}
+
+
+def test_a_procedure_comes_back_when_its_topic_does_but_never_twice_in_a_row(coach: Coach) -> None:
+    policy = default_policy(knowledge(coach))
+    stolen = "Somebody stole my purse with my debit card in it this morning."
+    state, first = policy.decide(PolicyState(), stolen, 5.0, ["complaint"])
+    assert first[0].snippet_id == "lost-card"
+    # an answer to the agent's question is not a decision: the card stays the last one pushed
+    state, none = policy.decide(state, "Yes please, do both.", 12.0)
+    assert none == []
+    state, again = policy.decide(state, "And is my stolen debit card blocked now?", 40.0, ["info_request"])
+    assert "lost-card" not in {f.snippet_id for f in again}  # twice in a row: no
+    state, _ = policy.decide(
+        state, "My boiler broke down and there is no hot water at all.", 60.0, ["complaint"]
+    )
+    _, later = policy.decide(state, "Wait, what about my stolen debit card then?", 90.0, ["info_request"])
+    assert "lost-card" in {f.snippet_id for f in later}  # its topic again, after another: yes
+
+
+def test_the_panel_and_its_weights_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from knowledge.policy import PANEL, panel
+    from sidecar.errors import ConfigError
+
+    monkeypatch.delenv("ASSIST_KB_PANEL", raising=False)
+    assert panel() == PANEL
+    monkeypatch.setenv("ASSIST_KB_PANEL", "embed-e5, embed-minilm:0.5")
+    assert panel() == (("embed-e5", 1.0), ("embed-minilm", 0.5))
+    for bad in ("embed-e5:heavy", "embed-e5:-1", "embed-e5:0"):
+        monkeypatch.setenv("ASSIST_KB_PANEL", bad)
+        with pytest.raises(ConfigError, match="ASSIST_KB_PANEL"):
+            panel()
