@@ -113,6 +113,8 @@ function fillForm(s) {
   state.mode = "edit";
   state.snippet = s;
   state.dirty = false;
+  form.dataset.snippetId = s.id; // which snippet the form holds (set once its fields are filled)
+  form.dataset.version = String(s.version);
   clearFieldErrors();
   const f = form.elements;
   f.id.value = s.id;
@@ -138,6 +140,8 @@ function newSnippet() {
   state.mode = "new";
   state.snippet = null;
   state.dirty = false;
+  delete form.dataset.snippetId;
+  delete form.dataset.version;
   clearFieldErrors();
   form.reset();
   const f = form.elements;
