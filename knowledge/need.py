@@ -40,7 +40,16 @@ _ZH_CLOSING = re.compile(r"^(没了|没有了|没有|好的|好|行|谢谢|嗯|�
 _ZH_DETAILS = re.compile(r"(我叫|后四位|尾号|身份证号?|出生|手机号|订单号)")
 _ZH_LINE_CHECK = re.compile(r"^(喂|你好)[？?，,。\s]*(还在吗|在吗|听得到吗)?[？?。\s]*$")
 
-SHORT_WORDS = 4  # "Yes please, do both." — an acknowledgement, unless it asks something
+SHORT_WORDS = 4  # "Yes please, do both." — an acknowledgement, unless it asks something ...
+# ... or names something: "I want a refund." and "My card was stolen." are needs. A short turn is
+# an acknowledgement when every word in it is one of these (agreement, thanks, fillers).
+_ACK_WORDS = frozenset(
+    "yes yeah yep yup no nope nah ok okay alright right sure fine good great perfect lovely brilliant "
+    "excellent cool wonderful understood got it that that's thats is all it's its thanks thank you cheers "
+    "please do both go ahead sounds to me hear see i i'll i'm will would works one sorry hmm um uh mm oh "
+    "ah and so well then true agreed correct exactly indeed absolutely definitely".split()
+)
+_WORD = re.compile(r"[a-z']+")
 CLOSING_REST = 6  # "No, that's all, thanks for sorting the card." — little besides the closing
 
 
@@ -61,7 +70,7 @@ def states_a_need(text: str, agent_said: str = "") -> bool:
         return False
     if asks:
         return True
-    if words <= SHORT_WORDS:
+    if words <= SHORT_WORDS and set(_WORD.findall(text.lower().replace("’", "'"))) <= _ACK_WORDS:
         return False
     if _CLOSING.search(text) and len(_CLOSING.sub(" ", text).split()) <= CLOSING_REST:
         return False

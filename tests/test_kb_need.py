@@ -20,6 +20,10 @@ ASKS_DETAILS = "Could you confirm your full name, date of birth and the postcode
         ("Do you really need all that? Fine, Rosa Delgado, 17th of August 1983.", ASKS_DETAILS),
         # digits in the opening turn are not an answer to a verification question
         ("Hi, I paid 25 dollars for a bag that never arrived.", "Thanks for calling, my name is Dana."),
+        # short, but it names something
+        ("I want a refund.", ""),
+        ("My card was stolen.", ""),
+        ("Cancel my subscription.", "Anything else I can help with?"),
         ("你好，我想退款。", ""),
         ("我的行李到现在还没到，怎么办？", ""),
     ],
@@ -34,6 +38,9 @@ def test_needs(text: str, agent_said: str) -> None:
         ("Nina Petrova, twenty first of October 1990, card ending 7 3 0 8.", ASKS_DETAILS),
         ("Sure, it's mark dot ellis at mailbox dot com, zip code 6 0 6 1 4.", "And your email and zip code?"),
         ("Yes please, do both.", "Shall I refund the fee and set up an alert?"),
+        ("Understood, that's fine.", ""),
+        ("Okay, good to hear.", ""),
+        ("Perfect.", ""),
         ("No, that's all, thanks for sorting the card.", "Anything else I can help with?"),
         ("Thank you. I'll be expecting that call.", ""),
         ("Hello? Are you still there?", ""),
