@@ -43,12 +43,13 @@ _ZH_LINE_CHECK = re.compile(r"^(喂|你好)[？?，,。\s]*(还在吗|在吗|听
 SHORT_WORDS = 4  # "Yes please, do both." — an acknowledgement, unless it asks something ...
 # ... or names something: "I want a refund." and "My card was stolen." are needs. A short turn is
 # an acknowledgement when every word in it is one of these (agreement, thanks, fillers).
-_ACK_WORDS = frozenset(
+_ACK_TEXT = (
     "yes yeah yep yup no nope nah ok okay alright right sure fine good great perfect lovely brilliant "
     "excellent cool wonderful understood got it that that's thats is all it's its thanks thank you cheers "
     "please do both go ahead sounds to me hear see i i'll i'm will would works one sorry hmm um uh mm oh "
-    "ah and so well then true agreed correct exactly indeed absolutely definitely".split()
+    "ah and so well then true agreed correct exactly indeed absolutely definitely"
 )
+_ACK_WORDS = frozenset(_ACK_TEXT.split())
 _WORD = re.compile(r"[a-z']+")
 CLOSING_REST = 6  # "No, that's all, thanks for sorting the card." — little besides the closing
 
