@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coach.rules import MatchSpec, TextMatch
+from coach.saferegex import RulePattern, compile_rule_regex
 from coach.text import Clause, clauses, is_chinese, lemmatise, normalise, sentences
 from coach.window import Window
 from knowledge.embed import Embedder, Matrix
@@ -73,7 +74,7 @@ class TextMatcher:
 
     def __init__(self, spec: TextMatch, embedder: Embedder | None, *, negatable: bool = True) -> None:
         self.phrases = [(p, _phrase_pattern(p), is_chinese(p)) for p in spec.phrases]
-        self.regexes = [re.compile(r) for r in spec.regex]
+        self.regexes: list[RulePattern] = [compile_rule_regex(r) for r in spec.regex]  # RE2: linear time
         self.exemplars = spec.exemplars
         self.vectors: Matrix | None = None
         if spec.exemplars and embedder is not None:

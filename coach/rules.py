@@ -36,6 +36,7 @@ from typing import Any, Literal, TypeAlias
 
 import yaml
 
+from coach.saferegex import UnsafePatternError, compile_rule_regex
 from sidecar.errors import AssistError
 
 CATEGORIES: dict[str, Literal["fatal", "serious", "general"]] = {
@@ -272,9 +273,13 @@ class _Checker:
         regexes = self.strings(data.get("regex"), line, f"{what}.regex")
         for pattern in regexes:
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                self.fail(pattern, line, f"{what}.regex {pattern!r} is not a valid regular expression: {exc}")
+                compile_rule_regex(pattern)  # the linear-time engine the matcher runs (coach/saferegex.py)
+            except UnsafePatternError as exc:
+                self.fail(
+                    pattern,
+                    line,
+                    f"{what}.regex {pattern!r} is not a valid regular expression for RE2, the linear-time engine rules run on: {exc}",
+                )
         return TextMatch(
             self.strings(data.get("phrases"), line, f"{what}.phrases"),
             regexes,
@@ -419,7 +424,7 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> _Loaded:
         ident = check.string(item, "id", kind)
         if ident is None:
             return None
-        if not _ID.match(ident):
+        if not _ID.fullmatch(ident):  # fullmatch: "$" would accept a trailing newline
             check.fail(ident, _line(item, 1), f"{kind} id {ident!r} may use letters, digits and _ . : - only")
             return None
         where = f"{path.name}:{_line(item, 1)}"
