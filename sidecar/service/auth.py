@@ -65,8 +65,9 @@ class TokenEntry:
 
 
 class TokenTable:
-    def __init__(self, entries: list[TokenEntry]) -> None:
+    def __init__(self, entries: list[TokenEntry], *, generated: bool = False) -> None:
         self._entries = entries
+        self.generated = generated  # made at start (demo tokens): the only ones ever printed
 
     @property
     def entries(self) -> list[TokenEntry]:
@@ -124,7 +125,7 @@ def demo_tokens() -> TokenTable:
     names = {"agent": "demo-agent"}
     return TokenTable(
         [TokenEntry(f"{role}-{secrets.token_urlsafe(12)}", Principal(names.get(role, f"demo-{role}"), role))
-         for role in ROLES]
+         for role in ROLES], generated=True,
     )  # fmt: skip
 
 

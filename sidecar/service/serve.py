@@ -99,6 +99,8 @@ def make_server(app: FastAPI, host: str, port: int) -> AssistServer:
 
 
 def _print_urls(ctx: AppContext, base: str) -> None:
+    """A URL per role; with the tokens only when they were generated at this start (demo tokens):
+    configured tokens are never printed (whoever configured them has them)."""
     tokens = ctx.services.tokens
     pages: list[tuple[str, Role, str]] = [
         ("agent widget", "agent", "/ui/agent.html?follow=1"),
@@ -108,11 +110,14 @@ def _print_urls(ctx: AppContext, base: str) -> None:
     lines = [f"agent-assist is serving on {base}  (API: {base}/docs)"]
     for label, role, path in pages:
         token = tokens.token_for(role)
-        lines.append(
-            f"  {label:19} {base}{path}#token={token}" if token else f"  {label:19} (no {role} token)"
-        )
+        if token is None:
+            lines.append(f"  {label:19} (no {role} token)")
+        elif tokens.generated:
+            lines.append(f"  {label:19} {base}{path}#token={token}")
+        else:
+            lines.append(f"  {label:19} {base}{path}  (sign in with your configured {role} token)")
     admin = tokens.token_for("admin")
-    if admin:
+    if admin and tokens.generated:
         lines.append(f"  admin token         {admin}")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
