@@ -25,7 +25,33 @@ Status = Literal["draft", "published"]
 STATUSES: tuple[Status, ...] = ("draft", "published")
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-LANG_PATTERN = re.compile(r"[a-z]{2,3}(-[A-Za-z]{2,4})?")
+LANG_PATTERN = re.compile(r"(?P<lang>[a-z]{2,3})(-(?P<sub>[A-Za-z]{2}|[0-9]{3}|[A-Za-z]{4}))?")
+SCRIPTS = frozenset({"hans", "hant", "latn", "cyrl", "arab", "deva", "jpan", "kore", "thai", "hebr", "grek"})
+# ISO 639-1, and the few ISO 639-3 codes a contact centre meets (Chinese varieties, Filipino...)
+_LANGUAGE_CODES = (
+    "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz "
+    "ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik "
+    "io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml "
+    "mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd "
+    "se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi "
+    "vo wa wo xh yi yo za zh zu yue cmn wuu nan hak gsw fil haw ckb"
+)
+LANGUAGES = frozenset(_LANGUAGE_CODES.split())
+# control characters (a body keeps its newlines and tabs) and the bidirectional overrides that
+# make a title read differently from what it holds
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def is_language_code(value: str) -> bool:
+    """``en``, ``zh``, ``yue``, ``zh-TW``, ``zh-Hant``, ``en-GB``, ``es-419``: a known language and
+    an optional region or script."""
+    m = LANG_PATTERN.fullmatch(value)
+    if m is None or m["lang"] not in LANGUAGES:
+        return False
+    return m["sub"] is None or len(m["sub"]) != 4 or m["sub"].lower() in SCRIPTS
+
+
 REQUIRED_FIELDS = ("id", "title", "body", "tags", "lang")
 OPTIONAL_FIELDS = ("triggers",)
 
@@ -93,11 +119,15 @@ def snippet_problems(s: Snippet) -> list[str]:
         value = getattr(s, name)
         if not isinstance(value, str) or not value.strip():
             problems.append(f'field "{name}" must be a non-empty string')
+        elif (_CONTROL if name == "body" else _CONTROL_OR_NEWLINE).search(value):
+            problems.append(f'field "{name}" must not hold control characters')
     for name in ("tags", "triggers"):
         value = getattr(s, name)
         if not isinstance(value, tuple) or not all(isinstance(v, str) and v.strip() for v in value):
             problems.append(f'field "{name}" must be a list of non-empty strings')
-    if not isinstance(s.lang, str) or not LANG_PATTERN.fullmatch(s.lang):
+        elif any(_CONTROL_OR_NEWLINE.search(v) for v in value):
+            problems.append(f'field "{name}" must not hold control characters')
+    if not isinstance(s.lang, str) or not is_language_code(s.lang):
         problems.append(
             f'field "lang" must be a language code such as "en", "zh" or "zh-TW" (got {s.lang!r})'
         )

@@ -149,14 +149,22 @@ def test_knowledge_edit_history_rollback_feedback(service: LiveService) -> None:
         assert back["title"] == "Wire transfer limits"
         assert back["version"] == 4
         assert km.get("/v1/kb/audit?snippet_id=api-test").json()
+    call_id = service.start_call(
+        "polite-refund.jsonl", agent="alice", realtime=False
+    )  # feedback needs a call
+    service.wait_ended(call_id)
     with service.client("agent") as agent:
         hits = agent.get("/v1/kb/search", params={"q": "what is the daily limit for a wire transfer"}).json()
         assert hits[0]["snippet_id"] == "api-test"
         for kind in ("shown", "used", "helpful"):
-            r = agent.post("/v1/kb/feedback", json={"call_id": "c1", "snippet_id": "api-test", "kind": kind})
+            r = agent.post(
+                "/v1/kb/feedback", json={"call_id": call_id, "snippet_id": "api-test", "kind": kind}
+            )
             assert r.status_code == 204
-        r = agent.post("/v1/kb/feedback", json={"call_id": "c1", "snippet_id": "nope", "kind": "used"})
+        r = agent.post("/v1/kb/feedback", json={"call_id": call_id, "snippet_id": "nope", "kind": "used"})
         assert r.status_code == 404
+        r = agent.post("/v1/kb/feedback", json={"call_id": "c1", "snippet_id": "api-test", "kind": "used"})
+        assert r.status_code == 404  # no such call
     with service.client("knowledge_manager") as km:
         stats = {s["snippet_id"]: s for s in km.get("/v1/kb/analytics").json()}
         assert stats["api-test"]["shown"] == 1

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,7 +29,9 @@ from sidecar.service.auth import Principal
 from sidecar.service.board import CallBoard
 from sidecar.service.config import ServiceConfig, Services, build_services
 from sidecar.service.context import AppContext, Metrics, authorize
+from sidecar.service.limits import RequestGate, validation_error
 from sidecar.service.live import LiveCalls
+from sidecar.service.logs import install_scrubber
 from sidecar.taps.audiosocket import start_audiosocket_server
 from sidecar.taps.livekit import close_livekit_tap
 from sidecar.taps.routes import routers as tap_routers
@@ -38,6 +41,7 @@ log = logging.getLogger("assist.service")
 access_log = logging.getLogger("assist.access")
 STATIC = Path(__file__).resolve().parent.parent.parent / "widget" / "static"
 CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
+WIDGET_PAGES = ("/ui/agent.html",)  # the agent widget: embedded in softphone pages (embed.js)
 
 
 async def follow_bus(ctx: AppContext) -> None:
@@ -68,11 +72,13 @@ async def end_calls(app: FastAPI) -> None:
 
 def create_app(config: ServiceConfig | None = None, services: Services | None = None) -> FastAPI:
     cfg = config or ServiceConfig.from_env()
+    install_scrubber()  # no query string, token or password in any log line, from any logger
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         built = services if services is not None else await asyncio.to_thread(build_services, cfg)
-        live = LiveCalls(built.bus, built.coach, built.policy, cfg.recordings_dir)
+        live = LiveCalls(built.bus, built.coach, built.policy, cfg.recordings_dir,
+                         max_calls_per_user=cfg.max_calls_per_user)  # fmt: skip
         ctx = AppContext(built, CallBoard(), live, Metrics())
         ctx.metrics.calls_live.set_function(ctx.board.live_count)
         ping = getattr(built.bus, "ping", None)
@@ -109,7 +115,9 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         summary="Live coaching for customer-service calls: calls, events (SSE), knowledge, rules.",
         lifespan=lifespan,
     )
-    app.add_middleware(AccessLog)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_middleware(RequestGate)  # body limits and a token before any body is read
+    app.add_middleware(AccessLog, frame_ancestors=cfg.frame_ancestors)  # outermost: logs the gate's answers
     app.include_router(routes_calls.router)
     app.include_router(routes_kb.router)
     app.include_router(routes_rules.router)
@@ -159,12 +167,23 @@ def _operations(app: FastAPI) -> None:
         return RedirectResponse("/ui/")
 
 
+def framing_headers(path: str, frame_ancestors: str | None) -> list[tuple[bytes, bytes]]:
+    """Who may frame a page: nobody, except the agent widget (any page, or the configured
+    ``ASSIST_FRAME_ANCESTORS`` origins, e.g. the softphone's)."""
+    if path in WIDGET_PAGES:
+        if frame_ancestors is None:
+            return []
+        return [(b"content-security-policy", f"frame-ancestors 'self' {frame_ancestors}".strip().encode())]
+    return [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'")]
+
+
 class AccessLog:
     """One JSON log line per request (route template, status, time; never the query string, a
     token or call content) and the request histogram; security headers on every answer."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, frame_ancestors: str | None = None) -> None:
         self.app = app
+        self.frame_ancestors = frame_ancestors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -181,6 +200,7 @@ class AccessLog:
                 headers.append((b"x-content-type-options", b"nosniff"))
                 if scope["path"].startswith("/ui"):
                     headers.append((b"content-security-policy", CSP.encode()))
+                headers += framing_headers(scope["path"], self.frame_ancestors)
                 message = {**message, "headers": headers}
             await send(message)
 

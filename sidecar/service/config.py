@@ -7,7 +7,10 @@ sample call and knowledge base. ``REDIS_URL`` switches the bus to Redis Streams.
 Environment: ``ASSIST_DATA`` (data directory), ``ASSIST_RECORDINGS`` (recorded calls that may be
 played), ``ASSIST_KB_SEED`` (snippets imported into an empty store; ``none`` for none),
 ``REDIS_URL``, ``ASSIST_TOKENS_FILE`` / ``ASSIST_TOKENS`` (see ``auth.py``),
-``ASSIST_AUDIOSOCKET_PORT`` / ``ASSIST_AUDIOSOCKET_HOST`` (the Asterisk AudioSocket tap's TCP server).
+``ASSIST_AUDIOSOCKET_PORT`` / ``ASSIST_AUDIOSOCKET_HOST`` (the Asterisk AudioSocket tap's TCP server),
+``ASSIST_FRAME_ANCESTORS`` (origins that may frame the agent widget, space-separated; default any:
+every other page may not be framed), ``ASSIST_MAX_CALLS_PER_USER`` (recorded calls one user may
+run at once, default 10).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class ServiceConfig:
     preload_lang: str | None = "en"  # load the ASR model at start, not on the first call
     audiosocket_host: str = "127.0.0.1"  # the AudioSocket tap has no auth: a trusted network only
     audiosocket_port: int | None = None  # None: no AudioSocket server
+    frame_ancestors: str | None = None  # origins that may frame the agent widget (None: any)
+    max_calls_per_user: int = 10  # recorded calls one user may have running at once
 
     @classmethod
     def from_env(cls) -> ServiceConfig:
@@ -55,6 +60,8 @@ class ServiceConfig:
             redis_url=env.get("REDIS_URL") or None,
             audiosocket_host=env.get("ASSIST_AUDIOSOCKET_HOST", "127.0.0.1"),
             audiosocket_port=int(audiosocket_port) if audiosocket_port else None,
+            frame_ancestors=env.get("ASSIST_FRAME_ANCESTORS") or None,
+            max_calls_per_user=int(env.get("ASSIST_MAX_CALLS_PER_USER", "10")),
         )
 
     @property

@@ -24,7 +24,7 @@ from knowledge.policy import SuggestionPolicy
 from sidecar.audio import PIPELINE_RATE, Pcm16, StreamResampler
 from sidecar.bus import Bus
 from sidecar.call import CallPipeline
-from sidecar.callfile import AudioCall, load_call
+from sidecar.callfile import AudioCall, TranscriptCall, load_call
 from sidecar.clock import Clock, FastClock, RealtimeClock
 from sidecar.engine import SpeechEngine
 from sidecar.errors import InputError
@@ -37,12 +37,22 @@ AUDIO_SUFFIXES = (".wav",)
 TRANSCRIPT_SUFFIXES = (".jsonl",)
 
 
+def _plain_file(path: Path) -> bool:
+    """A regular file that is not a symbolic link: a link in the recordings directory could point
+    anywhere on the machine, so it is never followed."""
+    return not path.is_symlink() and path.is_file()
+
+
 class CallNotLiveError(Exception):
     """The call has ended (or never started): nothing can be sent to it."""
 
 
 class TooManyCallsError(Exception):
     """The service is running as many calls as it is configured for."""
+
+
+class TooManyUserCallsError(TooManyCallsError):
+    """The caller already has as many recorded calls running as one user may."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +160,7 @@ class StartRequest:
     agent_id: str = ""
     queue: str = ""
     call_id: str | None = None
+    owner: str = ""  # who started it (a user's name): at most max_calls_per_user each
 
 
 class LiveCalls:
@@ -161,12 +172,15 @@ class LiveCalls:
         recordings_dir: Path | None,
         engine_factory: Callable[[], SpeechEngine] = SpeechEngine,
         max_calls: int = 50,
+        max_calls_per_user: int = 10,
     ) -> None:
         self.bus = bus
         self.coach = coach
         self.knowledge = knowledge
         self.recordings_dir = recordings_dir
         self.max_calls = max_calls
+        self.max_calls_per_user = max_calls_per_user
+        self._owners: dict[str, str] = {}  # recorded call id -> who started it
         self._engine_factory = engine_factory
         self._engine: SpeechEngine | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -185,7 +199,7 @@ class LiveCalls:
             return []
         out = []
         for path in sorted(self.recordings_dir.iterdir()):
-            if path.suffix not in AUDIO_SUFFIXES + TRANSCRIPT_SUFFIXES or not path.is_file():
+            if path.suffix not in AUDIO_SUFFIXES + TRANSCRIPT_SUFFIXES or not _plain_file(path):
                 continue
             try:
                 call = load_call(path, "customer")
@@ -203,9 +217,16 @@ class LiveCalls:
         if "/" in name or "\\" in name or name.startswith("."):
             raise InputError(f"recording {name!r}: give a bare file name from GET /v1/recordings")
         path = self.recordings_dir / name
-        if not path.is_file() or path.suffix not in AUDIO_SUFFIXES + TRANSCRIPT_SUFFIXES:
+        if not _plain_file(path) or path.suffix not in AUDIO_SUFFIXES + TRANSCRIPT_SUFFIXES:
             raise InputError(f"recording {name!r}: no such recording")
         return path
+
+    def load_recording(self, path: Path) -> AudioCall | TranscriptCall:
+        """The recording's call; its errors name the file, not where the directory is."""
+        try:
+            return load_call(path, "customer")
+        except InputError as exc:
+            raise InputError(str(exc).replace(str(path), path.name)) from None
 
     # -- calls ---------------------------------------------------------------------------------
 
@@ -242,7 +263,11 @@ class LiveCalls:
     async def start_recording(self, request: StartRequest) -> str:
         """Start playing a recording as a live call; returns once ``call.started`` is published."""
         path = self.recording_path(request.recording)
-        call = load_call(path, "customer")
+        call = self.load_recording(path)
+        if request.owner and self.running_for(request.owner) >= self.max_calls_per_user:
+            raise TooManyUserCallsError(
+                f"{request.owner} already runs {self.max_calls_per_user} recorded calls (the most one user may)"
+            )
         call_id = self._admit(request.call_id or new_call_id("rec"))
         if isinstance(call, AudioCall):
             await asyncio.to_thread(self.engine.preload, request.lang)  # model loading is not call time
@@ -283,6 +308,8 @@ class LiveCalls:
 
         task = asyncio.create_task(run(), name=f"call:{call_id}")
         self._tasks[call_id] = task
+        if request.owner:
+            self._owners[call_id] = request.owner
         task.add_done_callback(lambda t: self._finished(call_id, t))
         await self._await_start(started, task)
         return call_id
@@ -295,8 +322,13 @@ class LiveCalls:
 
     def _finished(self, call_id: str, task: asyncio.Task[None]) -> None:
         self._tasks.pop(call_id, None)
+        self._owners.pop(call_id, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("call %s failed: %r", call_id, task.exception())
+
+    def running_for(self, owner: str) -> int:
+        """Recorded calls that ``owner`` started and that are still running."""
+        return sum(1 for call_id, who in self._owners.items() if who == owner and call_id in self._tasks)
 
     @property
     def running(self) -> int:

@@ -15,10 +15,12 @@ from sidecar.errors import InputError
 from sidecar.service.auth import Principal
 from sidecar.service.board import FloorLaggedError, summary_sort_key
 from sidecar.service.context import AppContext, authorize, authorize_stream, get_ctx, visible_call
-from sidecar.service.live import CallNotLiveError, StartRequest, TooManyCallsError
+from sidecar.service.limits import StrictJsonRoute
+from sidecar.service.live import CallNotLiveError, StartRequest, TooManyCallsError, TooManyUserCallsError
 from sidecar.service.sse import PING, PING_S, RETRY, SseMessage, json_message, sse_stream
 
-router = APIRouter(prefix="/v1", tags=["calls"])
+router = APIRouter(prefix="/v1", tags=["calls"], route_class=StrictJsonRoute)
+MAX_SEQ = 2**53  # event seqs fit a JSON number exactly
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -114,7 +116,7 @@ async def call_events(
     ctx: Ctx,
     principal: Annotated[Principal, Depends(authorize_stream("calls.read"))],
     last_event_id: Annotated[str | None, Header(description="resume after this seq")] = None,
-    after: Annotated[int | None, Query(ge=0, description="resume after this seq")] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_SEQ, description="resume after this seq")] = None,
 ) -> StreamingResponse:
     visible_call(ctx, principal, call_id)
     # the header wins: a browser's EventSource reconnects to the same URL (with its first
@@ -144,8 +146,8 @@ def _seq(value: str | None) -> int:
         seq = int(value)
     except ValueError:
         raise HTTPException(400, f"Last-Event-ID must be an event seq (got {value[:40]!r})") from None
-    if seq < 0:
-        raise HTTPException(400, "Last-Event-ID must not be negative")
+    if not 0 <= seq <= MAX_SEQ:
+        raise HTTPException(400, f"Last-Event-ID must be an event seq between 0 and {MAX_SEQ}")
     return seq
 
 
@@ -224,16 +226,19 @@ def recordings(
     return [{"name": r.name, "kind": r.kind, "duration_s": r.duration_s} for r in ctx.live.recordings()]
 
 
-@router.post("/calls", status_code=201, response_model=StartedOut, responses={400: {}, 409: {}})
+@router.post("/calls", status_code=201, response_model=StartedOut, responses={400: {}, 409: {}, 429: {}})
 async def start_call(
     body: StartCallIn,
     request: Request,
     ctx: Ctx,
     principal: Annotated[Principal, Depends(authorize("calls.control"))],
 ) -> dict[str, str]:
-    req = StartRequest(body.recording, body.realtime, body.lang, body.agent_id, body.queue, body.call_id)
+    req = StartRequest(body.recording, body.realtime, body.lang, body.agent_id, body.queue, body.call_id,
+                       owner=principal.name)  # fmt: skip
     try:
         call_id = await ctx.live.start_recording(req)
+    except TooManyUserCallsError as exc:
+        raise HTTPException(429, str(exc)) from None
     except TooManyCallsError as exc:
         raise HTTPException(503, str(exc)) from None
     except InputError as exc:

@@ -26,9 +26,10 @@ from knowledge.snippets import KnowledgeError, Snippet, snippet_problems
 from knowledge.store import SnippetNotFoundError
 from sidecar.errors import InputError
 from sidecar.service.auth import Principal
-from sidecar.service.context import AppContext, authorize, get_ctx
+from sidecar.service.context import AppContext, authorize, get_ctx, visible_call
+from sidecar.service.limits import StrictJsonRoute
 
-router = APIRouter(prefix="/v1/kb", tags=["knowledge"])
+router = APIRouter(prefix="/v1/kb", tags=["knowledge"], route_class=StrictJsonRoute)
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
@@ -60,7 +61,7 @@ class DraftSnippet(SnippetIn):
 
 
 class RollbackIn(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)
 
 
 class FeedbackIn(BaseModel):
@@ -214,10 +215,13 @@ def search(
     return out
 
 
-@router.post("/feedback", status_code=204, response_class=Response, responses={404: {}})
+@router.post("/feedback", status_code=204, response_class=Response, responses={403: {}, 404: {}})
 def feedback(
     body: FeedbackIn, ctx: Ctx, principal: Annotated[Principal, Depends(authorize("kb.feedback"))]
 ) -> Response:
+    """Feedback on a suggestion in a call the caller may see: an agent's own call, any call for a
+    supervisor (404 for an unknown call, 403 for another agent's)."""
+    visible_call(ctx, principal, body.call_id)
     try:
         ctx.services.feedback.record(body.call_id, body.snippet_id, body.kind, actor=principal.name)
     except SnippetNotFoundError as exc:
@@ -231,7 +235,7 @@ def feedback(
 def analytics(
     ctx: Ctx,
     principal: Annotated[Principal, Depends(authorize("kb.read"))],
-    since: float | None = Query(None, description="epoch seconds"),
+    since: float | None = Query(None, ge=0, le=1e11, allow_inf_nan=False, description="epoch seconds"),
 ) -> list[dict[str, Any]]:
     return [dataclasses.asdict(s) for s in ctx.services.feedback.analytics(since)]
 

@@ -18,10 +18,11 @@ from pydantic import BaseModel, Field
 from coach.rules import RulePackError, RuleSet, fingerprint, load_rules
 from sidecar.service.auth import Principal
 from sidecar.service.context import AppContext, authorize, get_ctx
+from sidecar.service.limits import StrictJsonRoute
 
-router = APIRouter(prefix="/v1/rules", tags=["rules"])
+router = APIRouter(prefix="/v1/rules", tags=["rules"], route_class=StrictJsonRoute)
 Ctx = Annotated[AppContext, Depends(get_ctx)]
-FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}\.ya?ml$")
+FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}\.ya?ml")  # fullmatch: no trailing newline
 MAX_FILE_BYTES = 1_000_000
 _publish_lock = threading.Lock()
 
@@ -62,8 +63,8 @@ def _problem(text: str) -> dict[str, Any]:
 
 def _check_names(files: dict[str, str | None]) -> None:
     for name, text in files.items():
-        if not FILE_NAME.match(name):
-            raise HTTPException(422, f"{name!r}: a rule file is a bare name ending in .yaml")
+        if not FILE_NAME.fullmatch(name):
+            raise HTTPException(422, f"{name[:120]!r}: a rule file is a bare name ending in .yaml")
         if text is not None and len(text.encode()) > MAX_FILE_BYTES:
             raise HTTPException(413, f"{name}: larger than {MAX_FILE_BYTES} bytes")
 

@@ -1,0 +1,174 @@
+"""Request limits, applied before a body is parsed and before a route's auth runs.
+
+- ``RequestGate`` (ASGI middleware): a body larger than its route's limit is refused with 413,
+  from ``Content-Length`` before a byte is read, or while it streams in (chunked uploads) without
+  buffering more than the limit; a request with a body to a ``/v1`` route needs a known token
+  before its body is read (401 otherwise: a stranger's 50 MB JSON is never parsed).
+- ``validation_error``: 422 answers name the field and the problem, never the input (a 10 MB body
+  is not echoed back, and a NaN in it cannot break the answer's serialisation).
+- ``StrictJsonRoute``: JSON bodies with ``NaN``/``Infinity`` (not JSON, but Python's parser takes
+  them) are refused with 422.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+KIB = 1024
+MIB = 1024 * KIB
+DEFAULT_BODY_LIMIT = 64 * KIB
+# (method, path pattern, the largest body it takes); the first match wins, else DEFAULT_BODY_LIMIT
+BODY_LIMITS: tuple[tuple[str, re.Pattern[str], int], ...] = (
+    ("POST", re.compile(r"/v1/rules/(validate|publish)"), 24 * MIB),  # up to 200 files of 1 MB: whole packs
+    ("POST", re.compile(r"/v1/kb/try"), 24 * MIB),  # draft snippets to dry-run
+    ("PUT", re.compile(r"/v1/kb/snippets/[^/]+"), 512 * KIB),  # a snippet: body up to 20,000 characters
+    ("POST", re.compile(r"/v1/kb/feedback"), 4 * KIB),
+    ("POST", re.compile(r"/v1/taps/.*"), 256 * KIB),  # WebRTC offers (SDP), LiveKit sessions
+)
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def body_limit(method: str, path: str) -> int:
+    for m, pattern, limit in BODY_LIMITS:
+        if m == method and pattern.fullmatch(path):
+            return limit
+    return DEFAULT_BODY_LIMIT
+
+
+class _BodyTooLargeError(HTTPException):
+    """Raised by the body stream past the limit: the route's body parsing re-raises an HTTPException
+    and the exception middleware answers it (413); the gate answers it if nothing else did."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body is larger than this route takes ({limit} bytes)")
+
+
+def _json_answer(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _token(scope: Scope) -> str | None:
+    """The bearer token of a request, as ``authorize`` reads it (header, or ``?access_token=``)."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if token and scheme.lower() == "bearer" else None
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == "access_token" and value:
+            return value
+    return None
+
+
+class RequestGate:
+    """Body-size limits per route and a token check, before the body is read (see module doc)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        limit = body_limit(method, path)
+        length = None
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    await _json_answer(400, "Content-Length is not a number")(scope, receive, send)
+                    return
+        if length is not None and length > limit:
+            await _json_answer(413, f"the body is larger than this route takes ({limit} bytes)")(
+                scope, receive, send
+            )
+            return
+        if path.startswith("/v1/") and not self._known(scope):
+            await _json_answer(401, "missing or unknown bearer token", {"WWW-Authenticate": "Bearer"})(
+                scope, receive, send
+            )
+            return
+        received = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLargeError(limit)
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracked)
+        except _BodyTooLargeError:
+            if started:
+                raise
+            await _json_answer(413, f"the body is larger than this route takes ({limit} bytes)")(
+                scope, receive, send
+            )
+
+    @staticmethod
+    def _known(scope: Scope) -> bool:
+        """A token the service knows (the route still checks the role); True while starting."""
+        ctx = getattr(getattr(scope.get("app"), "state", None), "ctx", None)
+        if ctx is None:
+            return True  # the route answers 503 itself
+        token = _token(scope)
+        if token is not None and ctx.services.tokens.lookup(token) is not None:
+            return True
+        ctx.metrics.auth_failures.labels("401").inc()
+        return False
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    """422 with where and what for each problem, never the input that was sent."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"type": e.get("type", ""), "loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))}
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+def _not_json(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+class StrictJsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), parse_constant=_not_json)
+        return self._json
+
+
+class StrictJsonRoute(APIRoute):
+    """A route whose JSON body may not hold ``NaN``, ``Infinity`` or ``-Infinity`` (422)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(StrictJsonRequest(request.scope, request.receive))
+
+        return strict
