@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import socket
@@ -33,6 +34,7 @@ from coach.engine import Coach
 from knowledge.feedback import FeedbackLog
 from knowledge.store import SnippetStore
 from sidecar.bus import InMemoryBus
+from sidecar.service import limits
 from sidecar.service.app import create_app, framing_headers
 from sidecar.service.auth import Principal, TokenEntry, TokenTable, demo_tokens
 from sidecar.service.config import ServiceConfig, Services
@@ -410,6 +412,35 @@ def test_a_streamed_body_is_cut_off_at_the_limit(hardened: Hardened) -> None:
     assert sent < 2 * 1024 * 1024, f"{sent} bytes sent before the 413"
 
 
+def test_slow_headers_and_stalled_bodies_are_cut_off(
+    hardened: Hardened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "HEADER_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(limits, "BODY_IDLE_TIMEOUT_S", 1.0)
+    slow = []
+    for _ in range(5):  # headers that never end
+        s = socket.create_connection(("127.0.0.1", hardened.port), timeout=20)
+        s.sendall(b"POST /v1/kb/feedback HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        slow.append(s)
+    slow.append(socket.create_connection(("127.0.0.1", hardened.port), timeout=20))  # sends nothing
+    start = time.monotonic()
+    times = healthz_times(hardened.base, lambda: time.monotonic() - start > 1.5, max_s=10)
+    try:
+        for s in slow:
+            with contextlib.suppress(ConnectionResetError):
+                assert s.recv(1024) == b""  # the server closed it
+        assert time.monotonic() - start < 10
+    finally:
+        for s in slow:
+            s.close()
+    assert_responsive(times, "slow-header connections were held")
+    # a body that stops half-way: 408, the connection freed
+    head = post_head("/v1/kb/feedback", 100, TOKENS["agent"][0])
+    status, answer, elapsed = raw_request(hardened.port, head, b'{"call_id": ')
+    assert status == 408, answer
+    assert elapsed < 10
+
+
 def test_validation_errors_never_echo_the_input(hardened: Hardened) -> None:
     marker = "ECHO-ME-" + "x" * 30_000
     with hardened.client("knowledge_manager") as km:
@@ -589,3 +620,25 @@ def test_a_bad_recording_error_does_not_show_where_the_directory_is(hardened: Ha
         assert str(hardened.recordings) not in r.text
     finally:
         bad.unlink()
+
+
+def test_sse_clients_that_leave_leave_no_error_noise(hardened: Hardened) -> None:
+    """Clients that drop their event streams (floor and call) are not errors: no "Task was
+    destroyed but it is pending!" or other error-level record."""
+    r = hardened.start_call("slow.jsonl", realtime=True)
+    call_id = r.json()["call_id"]
+    with hardened.capture.guard:
+        before = len(hardened.capture.records)
+    for _ in range(5):
+        for path in ("/v1/floor/events", f"/v1/calls/{call_id}/events"):
+            with hardened.client("supervisor") as c, c.stream("GET", path) as resp:
+                assert resp.status_code == 200
+                next(resp.iter_bytes())  # the retry line: then the client goes
+    hardened.wait_ended(call_id, timeout_s=90)
+    time.sleep(0.5)
+    gc.collect()  # a pending task is reported when it is collected
+    time.sleep(0.2)
+    with hardened.capture.guard:
+        records = hardened.capture.records[before:]
+    noisy = [f"{r.name}: {r.getMessage()}" for r in records if r.levelno >= logging.ERROR]
+    assert not noisy, noisy

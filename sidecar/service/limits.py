@@ -8,10 +8,15 @@
   is not echoed back, and a NaN in it cannot break the answer's serialisation).
 - ``StrictJsonRoute``: JSON bodies with ``NaN``/``Infinity`` (not JSON, but Python's parser takes
   them) are refused with 422.
+- Timeouts: a connection must complete a request's headers within ``HEADER_TIMEOUT_S`` of opening
+  (or of the request's first byte), else it is closed (slow-header clients cannot hold
+  connections); a body that stops arriving for ``BODY_IDLE_TIMEOUT_S`` is answered 408. Idle
+  keep-alive connections close after uvicorn's ``timeout_keep_alive``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Coroutine
@@ -36,6 +41,8 @@ BODY_LIMITS: tuple[tuple[str, re.Pattern[str], int], ...] = (
     ("POST", re.compile(r"/v1/taps/.*"), 256 * KIB),  # WebRTC offers (SDP), LiveKit sessions
 )
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+HEADER_TIMEOUT_S = 10.0  # from a connection's opening (or a request's first byte) to its last header
+BODY_IDLE_TIMEOUT_S = 15.0  # the longest pause inside a request body
 
 
 def body_limit(method: str, path: str) -> int:
@@ -43,6 +50,11 @@ def body_limit(method: str, path: str) -> int:
         if m == method and pattern.fullmatch(path):
             return limit
     return DEFAULT_BODY_LIMIT
+
+
+class _BodyStalledError(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(408, f"the body stopped arriving for {BODY_IDLE_TIMEOUT_S:.0f} s")
 
 
 class _BodyTooLargeError(HTTPException):
@@ -105,13 +117,21 @@ class RequestGate:
         received = 0
         started = False
 
+        body_done = False
+
         async def limited() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body, receive() waits for a disconnect: no time limit
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), BODY_IDLE_TIMEOUT_S)
+            except TimeoutError:
+                raise _BodyStalledError from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise _BodyTooLargeError(limit)
+                body_done = not message.get("more_body", False)
             return message
 
         async def tracked(message: Message) -> None:
@@ -121,12 +141,10 @@ class RequestGate:
 
         try:
             await self.app(scope, limited, tracked)
-        except _BodyTooLargeError:
+        except (_BodyTooLargeError, _BodyStalledError) as exc:
             if started:
                 raise
-            await _json_answer(413, f"the body is larger than this route takes ({limit} bytes)")(
-                scope, receive, send
-            )
+            await _json_answer(exc.status_code, str(exc.detail))(scope, receive, send)
 
     @staticmethod
     def _known(scope: Scope) -> bool:
@@ -172,3 +190,47 @@ class StrictJsonRoute(APIRoute):
             return await handler(StrictJsonRequest(request.scope, request.receive))
 
         return strict
+
+
+def header_timeout_protocol() -> type[asyncio.Protocol] | str:
+    """uvicorn's httptools protocol, closing a connection whose request headers are not complete
+    within ``HEADER_TIMEOUT_S`` (uvicorn itself only times out idle keep-alive connections)."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # httptools missing: uvicorn's h11 protocol, without a header timeout
+        return "auto"
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm_header_timer()
+
+        def on_headers_complete(self) -> None:
+            self._disarm_header_timer()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_header_timer()
+            super().connection_lost(exc)
+
+        def _arm_header_timer(self) -> None:
+            self._disarm_header_timer()
+            self._header_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_too_slow)
+
+        def _disarm_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol

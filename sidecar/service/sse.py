@@ -74,6 +74,7 @@ async def sse_stream(
 
     task = asyncio.create_task(pump())
     closed = asyncio.ensure_future(closing.wait()) if closing is not None else None
+    getter: asyncio.Future[Any] | None = None
     try:
         yield RETRY
         while True:
@@ -97,6 +98,8 @@ async def sse_stream(
         task.cancel()
         if closed is not None:
             closed.cancel()
+        if getter is not None:  # a client that left while we waited: no pending task left behind
+            getter.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         aclose = getattr(source, "aclose", None)
