@@ -204,6 +204,12 @@ def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Map:
     loader.flatten_mapping(node)
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:  # "? [a, b]: c": a list cannot be a key
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
         out[key] = loader.construct_object(value_node, deep=True)
     return out
 
@@ -442,7 +448,7 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> _Loaded:
         )
         ident = entry_id(item, "rule")
         category = item.get("category")
-        if category not in CATEGORIES:
+        if not isinstance(category, str) or category not in CATEGORIES:  # a list is not a category
             check.fail(
                 category,
                 _line(item, 1),

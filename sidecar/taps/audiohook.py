@@ -155,6 +155,8 @@ def _media_entry(entry: object) -> MediaFormat | None:
     fmt, channels = entry.get("format"), entry.get("channels")
     if fmt not in ("PCMU", "L16") or not isinstance(channels, list) or not 1 <= len(channels) <= 2:
         return None
+    if not all(isinstance(c, str) for c in channels):  # [[1], [2]] would not even hash
+        return None
     if len(set(channels)) != len(channels) or any(c not in CHANNEL_MAP for c in channels):
         return None
     return MediaFormat(fmt, tuple(channels))
