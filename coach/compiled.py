@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coach.matcher import Matcher, TextMatcher
-from coach.rules import DisclosureStep, IntentRule, MatchSpec, Rule, RuleSet, TextMatch
+from coach.rules import Category, DisclosureStep, IntentRule, MatchSpec, Rule, RuleSet, TextMatch
 from knowledge.embed import Embedder
 
 
@@ -52,9 +52,11 @@ def compile_rules(rules: RuleSet, embedder: Embedder | None) -> CompiledRules:
             matcher(r.match),
             TextMatcher(r.match.timing.excused_by, None, negatable=False) if r.match.timing else None,
         )
-        for r in rules.rules
+        for r in (*rules.rules, *judged_rules(rules.categories))
     )
-    cintents = tuple(CompiledIntent(r, matcher(r.match)) for r in rules.intents)
+    cintents = tuple(
+        CompiledIntent(r, matcher(r.match)) for r in (*rules.intents, *judged_intents(rules.categories))
+    )
     csteps = tuple(
         CompiledStep(
             s,
@@ -67,3 +69,31 @@ def compile_rules(rules: RuleSet, embedder: Embedder | None) -> CompiledRules:
     matchers = [c.matcher for c in crules] + [c.matcher for c in cintents]
     matchers += [m for s in csteps for m in (s.matcher, s.before, s.due_when) if m is not None]
     return CompiledRules(rules, crules, cintents, csteps, any(m.semantic for m in matchers))
+
+
+def judged_rules(categories: tuple[Category, ...]) -> list[Rule]:
+    """A violation category of the pack is a rule the judge decides (after the exact rules, so an
+    exact match is the evidence shown when both fire): one per category and language."""
+    return [
+        Rule(
+            c.id,
+            c.label,
+            c.severity,
+            c.channel,
+            c.lang,
+            c.message,
+            MatchSpec(judge=(c.label,)),
+            None,
+            c.source,
+        )
+        for c in categories
+        if c.kind == "violation"
+    ]
+
+
+def judged_intents(categories: tuple[Category, ...]) -> list[IntentRule]:
+    return [
+        IntentRule(c.id, c.label, c.channel, c.lang, MatchSpec(judge=(c.label,)), 0.9, c.source)
+        for c in categories
+        if c.kind == "intent"
+    ]

@@ -45,6 +45,7 @@ _ZH_POS = (
     "再见",
 )  # fmt: skip
 _ZH_STRONG = ("什么态度", "领导", "投诉", "凭什么", "气死", "受不了", "骗子", "要命", "！")
+JUDGED_TONE_WEIGHT = 0.5  # how much the judge's reading of the tone counts against the lexicon's
 _INTENT_WEIGHT = {
     "complaint": -0.45, "implicit_complaint": -0.5, "cancel_threat": -0.65, "escalation_request": -0.75,
     "refund_request": -0.3,
@@ -164,8 +165,13 @@ class EmotionCurve:
         *,
         overtalk: bool = False,
         waited_s: float = 0.0,
+        judged: float | None = None,
     ) -> tuple[EmotionCurve, Reading]:
         words, drivers = word_score(text, lang)
+        if judged is not None:  # the judge's reading of the tone, beside the lexicon's
+            words = (1 - JUDGED_TONE_WEIGHT) * words + JUDGED_TONE_WEIGHT * judged * 2 / 1.5
+            if judged <= -0.3 and "negative words" not in drivers:
+                drivers.append("negative tone")
         score = words
         intent_push = min((_INTENT_WEIGHT.get(i, 0.0) for i in intents), default=0.0)
         if intent_push < 0:

@@ -14,28 +14,57 @@ import threading
 from pathlib import Path
 
 from coach.compiled import CompiledRules, compile_rules
-from coach.rules import DEFAULT_PACK, RulePackError, fingerprint, load_rules
+from coach.judge import JudgeRunner, budget_s, fit_judge, load_panel, panel_keys
+from coach.rules import DEFAULT_PACK, RulePackError, RuleSet, fingerprint, load_rules
 from coach.session import CoachSession
 from knowledge.embed import Embedder, load_embedder
 from knowledge.policy import SuggestionPolicy
+from sidecar.errors import AssistError
 
 log = logging.getLogger(__name__)
 
 
 class Coach:
     def __init__(
-        self, rules_dir: Path | None = None, *, embedder: Embedder | str | None = "embed-e5"
+        self,
+        rules_dir: Path | None = None,
+        *,
+        embedder: Embedder | str | None = "embed-e5",
+        judge: bool = True,
     ) -> None:
         self.rules_dir = rules_dir or DEFAULT_PACK
         self.embedder = load_embedder(embedder) if isinstance(embedder, str) else embedder
         self._lock = threading.Lock()
-        self.compiled: CompiledRules = compile_rules(load_rules(self.rules_dir), self.embedder)
+        self.judge_enabled = judge
+        self.judge_failures = 0  # fits that failed (a model that would not load): exact matchers only
+        rules = load_rules(self.rules_dir)
+        self.compiled: CompiledRules = compile_rules(rules, self.embedder)
+        self.judge: JudgeRunner | None = self._fit_judge(rules)
         self.last_error: RulePackError | None = None
         self.reloads = 0
         self._sessions: dict[str, CoachSession] = {}
 
+    def _fit_judge(self, rules: RuleSet) -> JudgeRunner | None:
+        """The judge fitted from the pack's categories; None (and counted) if it cannot be: the
+        calls go on with the exact matchers."""
+        if not self.judge_enabled or not rules.categories:
+            return None
+        try:
+            judge = fit_judge(rules.categories, load_panel(panel_keys()))
+        except (AssistError, OSError, ValueError, RuntimeError, ImportError, MemoryError) as exc:
+            self.judge_failures += 1
+            log.error("judge not fitted (%s): alerts come from the exact matchers only", type(exc).__name__)
+            return None
+        log.info(
+            "judge fitted: %d labels from %d sentences in %.1f s",
+            len(judge.labels),
+            judge.examples,
+            judge.fit_s,
+        )
+        return JudgeRunner(judge, budget_s())
+
     def session(self, call_id: str, lang: str, knowledge: SuggestionPolicy | None = None) -> CoachSession:
-        session = CoachSession(call_id, lang, self.compiled, self.embedder, knowledge)
+        session = CoachSession(call_id, lang, self.compiled, self.embedder, knowledge, judge=self.judge)
         self._sessions[call_id] = session
         return session
 
@@ -54,11 +83,15 @@ class Coach:
                     log.error("rule pack %s not reloaded: %s", self.rules_dir, "; ".join(exc.problems))
                 self.last_error = exc
                 return False
-            self.compiled = compile_rules(rules, self.embedder)
+            compiled = compile_rules(rules, self.embedder)
+            judge = (
+                self._fit_judge(rules) if rules.categories != self.compiled.source.categories else self.judge
+            )
+            self.compiled, self.judge = compiled, judge
             self.last_error = None
             self.reloads += 1
             for session in list(self._sessions.values()):
-                session.use_rules(self.compiled)
+                session.use_rules(self.compiled, self.judge)
             log.info("rule pack %s reloaded: %s", self.rules_dir, rules.versions)
             return True
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coach.judge import Reading
 from coach.rules import MatchSpec, TextMatch
 from coach.saferegex import RulePattern, compile_rule_regex
 from coach.text import Clause, clauses, is_chinese, lemmatise, normalise, sentences
@@ -44,6 +45,7 @@ class Units:
     clauses: tuple[Clause, ...]
     sentences: tuple[str, ...]
     vectors: Matrix | None  # one row per sentence; None when no matcher needs semantics
+    reading: Reading | None = None  # what the judge read in the utterance (None: no judge, or it failed)
 
 
 def prepare(text: str, embedder: Embedder | None) -> Units:
@@ -146,6 +148,8 @@ class Matcher:
         hit = self.positive.lexical(free) or (None if blocked else self.positive.lexical_whole(units))
         if hit is not None:
             return hit
+        if (judged := self.judged(units)) is not None:
+            return judged
         if not self.positive.semantic:
             return None
         pos = self.positive.similarities(units)
@@ -161,6 +165,18 @@ class Matcher:
             exemplar = self.positive.best_exemplar(units, int(i))
             return Hit(sentence, f'like "{exemplar}" ({pos[i]:.2f})', float(pos[i]))
         return None
+
+    def judged(self, units: Units) -> Hit | None:
+        """The judge read one of this match's labels in the utterance (at its label's threshold)."""
+        reading = units.reading
+        if not self.spec.judge or reading is None:
+            return None
+        fired = [label for label in self.spec.judge if reading.carries(label)]
+        if not fired:
+            return None
+        label = max(fired, key=lambda name: reading.scores[name])
+        score = reading.scores[label]
+        return Hit(reading.evidence.get(label, units.text), f'judged "{label}" ({score:.2f})', score)
 
     def context_ok(self, window: Window) -> bool:
         """The context condition: one of the last ``turns`` utterances mentions the topic."""

@@ -10,6 +10,8 @@ A pack directory holds ``*.yaml`` files; each file is one mapping::
     intents: [...]           # customer intents
     disclosures: [...]       # required-disclosure checklist steps
     neutral: [...]           # ordinary sentences no rule should match (the semantic background)
+    categories: [...]        # what the judge learns (coach/judge.py): a label's definition, examples
+                             # and hard negatives; a violation category also carries its message
 
 Every entry has an ``id`` (unique across the directory) and a ``match``::
 
@@ -22,6 +24,20 @@ Every entry has an ``id`` (unique across the directory) and a ``match``::
       context: {phrases: [...], regex: [...], turns: 6}          # the recent call must mention one
       timing: {silence_s: 12, excused_by: {phrases: [...]}, excuse_s: 90}   # dead air
       pii: [card, national_id]                                    # the speaker reads out such a number
+      judge: [recording_notice]                                   # the judge reads the utterance as one
+
+A category (``categories:``)::
+
+    - id: judge.abuse.en
+      label: abuse                  # a violation category, an intent, a disclosure step, a signal...
+      kind: violation               # violation | intent | disclosure | signal | emotion | background
+      channel: agent                # whose utterances it describes
+      definition: "..."             # required (not for background): what counts and what does not
+      message: "..."                # violations: what the agent sees
+      severity: fatal               # violations: default from the category
+      threshold: 0.5                # probability the judge must reach (default per kind)
+      examples: [...]               # at least MIN_EXAMPLES positives
+      negatives: [...]              # hard negatives: close in wording, not the label
 
 See ``coach/packs/default`` for the shipped pack and README "Rule packs" for each field.
 """
@@ -51,6 +67,9 @@ CATEGORIES: dict[str, Literal["fatal", "serious", "general"]] = {
 }
 SEVERITIES = ("fatal", "serious", "general")
 PII_KINDS = ("card", "national_id", "phone", "email", "account", "password", "otp")
+JUDGE_KINDS = ("violation", "intent", "disclosure", "signal", "emotion", "background")
+EMOTION_LABELS = ("angry", "negative", "neutral", "positive")
+MIN_EXAMPLES = 8  # a category with fewer positives (per file) cannot be learned
 ChannelSpec: TypeAlias = Literal["agent", "customer", "any"]
 LangSpec: TypeAlias = str  # "en" | "zh" | "any"
 
@@ -100,6 +119,7 @@ class MatchSpec:
     context: Context | None = None
     timing: Timing | None = None
     pii: tuple[str, ...] = ()
+    judge: tuple[str, ...] = ()  # labels of the judge (categories) that satisfy this match
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +169,25 @@ class DisclosureStep:
 
 
 @dataclass(frozen=True, slots=True)
+class Category:
+    """One label the judge learns from the pack: its meaning (definition, examples, hard negatives)
+    and, for a violation, what the agent is told."""
+
+    id: str
+    label: str
+    kind: Literal["violation", "intent", "disclosure", "signal", "emotion", "background"]
+    channel: ChannelSpec
+    lang: LangSpec
+    definition: str
+    examples: tuple[str, ...]
+    negatives: tuple[str, ...] = ()
+    message: str = ""
+    severity: Literal["fatal", "serious", "general"] = "general"
+    threshold: float | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RuleSet:
     """Everything loaded from one pack directory; immutable, swapped whole on reload."""
 
@@ -158,6 +197,7 @@ class RuleSet:
     neutral: tuple[str, ...] = ()  # ordinary talk: a semantic match must resemble its rule more than these
     versions: Mapping[str, int] = field(default_factory=dict)  # file name → version
     fingerprint: str = ""
+    categories: tuple[Category, ...] = ()  # what the judge learns (every language: it is multilingual)
 
     def for_lang(self, lang: str) -> RuleSet:
         def keep(entry_lang: str) -> bool:
@@ -170,6 +210,7 @@ class RuleSet:
             self.neutral,
             self.versions,
             self.fingerprint,
+            self.categories,
         )
 
 
@@ -301,7 +342,17 @@ class _Checker:
             self.fail(data, line, f"{what}: 'match' must be a mapping")
             return MatchSpec()
         line = _line(data, line)
-        allowed = ("phrases", "regex", "exemplars", "threshold", "unless", "context", "timing", "pii")
+        allowed = (
+            "phrases",
+            "regex",
+            "exemplars",
+            "threshold",
+            "unless",
+            "context",
+            "timing",
+            "pii",
+            "judge",
+        )
         self.keys(data, allowed, f"{what}.match")
         text = self.text_match({k: data[k] for k in ("phrases", "regex", "exemplars") if k in data}, line,
                                f"{what}.match")  # fmt: skip
@@ -331,10 +382,12 @@ class _Checker:
                 self.fail(
                     kind, line, f"{what}.match.pii: unknown kind {kind!r} (known: {', '.join(PII_KINDS)})"
                 )
+        judge = self.strings(data.get("judge"), line, f"{what}.match.judge")
         spec = MatchSpec(text, float(threshold) if threshold else None,
-                         self.text_match(data.get("unless"), line, f"{what}.match.unless"), context, timing, pii)  # fmt: skip
-        if required and not (spec.text or spec.timing or spec.pii):
-            self.fail(data, line, f"{what}.match needs phrases, regex, exemplars, timing or pii")
+                         self.text_match(data.get("unless"), line, f"{what}.match.unless"), context, timing, pii,
+                         judge)  # fmt: skip
+        if required and not (spec.text or spec.timing or spec.pii or spec.judge):
+            self.fail(data, line, f"{what}.match needs phrases, regex, exemplars, judge, timing or pii")
         return spec
 
     def timing(self, raw: Any, line: int, what: str) -> Timing | None:
@@ -373,7 +426,9 @@ _LANGS = ("en", "zh", "any")
 _CHANNELS = ("agent", "customer", "any")
 
 
-_Loaded = tuple[list["Rule"], list["IntentRule"], list["DisclosureStep"], list[str], int, list[str]]
+_Loaded = tuple[
+    list["Rule"], list["IntentRule"], list["DisclosureStep"], list[str], int, list[str], list["Category"]
+]
 
 
 def _load_file(path: Path, seen_ids: dict[str, str]) -> _Loaded:
@@ -383,11 +438,19 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> _Loaded:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else 0
-        return [], [], [], [], 0, [f"{path.name}:{line}: YAML syntax error: {exc.problem}"]
+        return [], [], [], [], 0, [f"{path.name}:{line}: YAML syntax error: {exc.problem}"], []
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        return [], [], [], [], 0, [f"{path.name}: cannot read: {exc}"]
+        return [], [], [], [], 0, [f"{path.name}: cannot read: {exc}"], []
     if not isinstance(data, dict):
-        return [], [], [], [], 0, [f"{path.name}:1: a rule file is a mapping with pack, version and rules"]
+        return (
+            [],
+            [],
+            [],
+            [],
+            0,
+            [f"{path.name}:1: a rule file is a mapping with pack, version and rules"],
+            [],
+        )
     allowed = (
         "pack",
         "version",
@@ -398,6 +461,7 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> _Loaded:
         "intents",
         "disclosures",
         "neutral",
+        "categories",
     )
     check.keys(data, allowed, "file")
     neutral = list(check.strings(data.get("neutral"), _line(data, 1), "neutral"))
@@ -523,7 +587,45 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> _Loaded:
             int(numbers["agent_turns"]) if numbers["agent_turns"] else None, numbers["within_s"], before, due_when,
             bool(item.get("by_end", False)), severity, f"{path.name}:{_line(item, 1)}",  # type: ignore[arg-type]
         ))  # fmt: skip
-    return rules, intents, steps, neutral, int(version), check.problems
+    categories: list[Category] = []
+    for item in entries("categories"):
+        cat_keys = ("id", "label", "kind", "channel", "lang", "definition", "message", "severity", "threshold",
+                    "examples", "negatives", "enabled")  # fmt: skip
+        check.keys(item, cat_keys, "category")
+        ident = entry_id(item, "category")
+        label = check.string(item, "label", f"category {ident}")
+        kind = check.choice(item, "kind", JUDGE_KINDS, "violation", f"category {ident}")
+        channel = check.choice(item, "channel", _CHANNELS, "agent", f"category {ident}")
+        lang = check.choice(item, "lang", _LANGS, file_lang, f"category {ident}")
+        definition = check.string(item, "definition", f"category {ident}", required=kind != "background")
+        message = check.string(item, "message", f"category {ident}", required=kind == "violation")
+        examples = check.strings(item.get("examples"), _line(item, 1), f"category {ident}.examples")
+        negatives = check.strings(item.get("negatives"), _line(item, 1), f"category {ident}.negatives")
+        if len(examples) < MIN_EXAMPLES:
+            check.fail(item, _line(item, 1), f"category {ident}: {len(examples)} examples; "
+                       f"at least {MIN_EXAMPLES} are needed to learn it")  # fmt: skip
+        if kind == "violation" and label is not None and label not in CATEGORIES:
+            check.fail(label, _line(item, 1), f"category {ident}: unknown violation {label!r} "
+                       f"(known: {', '.join(CATEGORIES)})")  # fmt: skip
+            label = None
+        if kind == "emotion" and label is not None and label not in EMOTION_LABELS:
+            check.fail(label, _line(item, 1), f"category {ident}: emotion label must be one of "
+                       f"{', '.join(EMOTION_LABELS)}")  # fmt: skip
+            label = None
+        default_severity = CATEGORIES.get(str(label), "general")
+        severity = check.choice(item, "severity", SEVERITIES, default_severity, f"category {ident}")
+        threshold = item.get("threshold")
+        if threshold is not None and (not isinstance(threshold, (int, float)) or not 0 < threshold < 1):
+            check.fail(threshold, _line(item, 1), f"category {ident}: threshold must be a number in (0, 1)")
+            threshold = None
+        if item.get("enabled", True) is False or None in (ident, label) or len(examples) < MIN_EXAMPLES:
+            continue
+        categories.append(Category(
+            str(ident), str(label), kind, channel, lang, str(definition or ""), examples, negatives,  # type: ignore[arg-type]
+            str(message or ""), severity, float(threshold) if threshold else None,  # type: ignore[arg-type]
+            f"{path.name}:{_line(item, 1)}",
+        ))  # fmt: skip
+    return rules, intents, steps, neutral, int(version), check.problems, categories
 
 
 def load_rules(directory: Path) -> RuleSet:
@@ -538,21 +640,47 @@ def load_rules(directory: Path) -> RuleSet:
     intents: list[IntentRule] = []
     steps: list[DisclosureStep] = []
     neutral: list[str] = []
+    categories: list[Category] = []
     versions: dict[str, int] = {}
     problems: list[str] = []
     for path in files:
-        r, i, s, n, version, errs = _load_file(path, seen)
+        r, i, s, n, version, errs, c = _load_file(path, seen)
+        categories += c
         rules += r
         intents += i
         steps += s
         neutral += n
         versions[path.name] = version
         problems += errs
+    problems += _unknown_judge_labels(rules, intents, steps, categories)
     if problems:
         raise RulePackError(problems)
     return RuleSet(
-        tuple(rules), tuple(intents), tuple(steps), tuple(neutral), versions, fingerprint(directory)
+        tuple(rules),
+        tuple(intents),
+        tuple(steps),
+        tuple(neutral),
+        versions,
+        fingerprint(directory),
+        tuple(categories),
     )
+
+
+def _unknown_judge_labels(
+    rules: list[Rule], intents: list[IntentRule], steps: list[DisclosureStep], categories: list[Category]
+) -> list[str]:
+    """A ``match.judge`` label must be one the pack teaches the judge."""
+    known = {c.label for c in categories}
+    problems = []
+    specs: list[tuple[str, MatchSpec | None]] = [(r.source, r.match) for r in rules]
+    specs += [(r.source, r.match) for r in intents]
+    specs += [(s.source, m) for s in steps for m in (s.match, s.before, s.due_when)]
+    for source, spec in specs:
+        for label in spec.judge if spec is not None else ():
+            if label not in known:
+                problems.append(f"{source}: match.judge label {label!r} has no category in the pack "
+                                f"(known: {', '.join(sorted(known)) or 'none'})")  # fmt: skip
+    return problems
 
 
 def fingerprint(directory: Path) -> str:

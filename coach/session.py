@@ -16,10 +16,11 @@ from coach import checklist
 from coach.compiled import CompiledRules
 from coach.emotion import EmotionCurve
 from coach.intents import detect_intents
+from coach.judge import JudgeRunner, Reading
 from coach.matcher import Units, prepare
 from coach.redact import redact, redact_tokens
 from coach.scorecard import AlertRecord, CallSummary, scorecard
-from coach.text import is_chinese
+from coach.text import is_chinese, sentences
 from coach.violations import Finding, detect_dead_air, detect_violations
 from coach.window import Utterance, Window
 from knowledge.embed import Embedder
@@ -49,8 +50,13 @@ class CoachSession:
         rules: CompiledRules,
         embedder: Embedder | None,
         knowledge: SuggestionPolicy | None = None,
+        *,
+        judge: JudgeRunner | None = None,
     ) -> None:
         self.call_id = call_id
+        self.judge = judge
+        self.judge_misses = 0  # utterances the judge did not read in time (or failed on)
+        self.judge_ms: list[float] = []
         self.knowledge = knowledge
         self.knowledge_state = PolicyState()
         self.early_suggested: set[tuple[str, int]] = set()
@@ -73,9 +79,29 @@ class CoachSession:
 
     # ------------------------------------------------------------------ entry points
 
-    def use_rules(self, rules: CompiledRules) -> None:
-        """Hot reload: later utterances use the new rules; the call's state carries on."""
+    def use_rules(self, rules: CompiledRules, judge: JudgeRunner | None = None) -> None:
+        """Hot reload: later utterances use the new rules (and the judge refitted from them); the
+        call's state carries on."""
         self.rules = rules
+        self.judge = judge
+
+    def _read(self, utt: Utterance) -> Reading | None:
+        """The judge's reading of an utterance: the whole of it and each sentence. A partial is
+        read for the fatal categories only (they must reach the agent before the turn ends)."""
+        if self.judge is None:
+            return None
+        fatal = {
+            c.label for c in self.rules.source.categories if c.kind == "violation" and c.severity == "fatal"
+        }
+        if not utt.final and (utt.channel != "agent" or not fatal):
+            return None
+        parts = list(sentences(utt.text))
+        reading = self.judge.read([utt.text, *parts] if len(parts) > 1 else [utt.text], utt.channel)
+        if reading is None:
+            self.judge_misses += 1
+            return None
+        self.judge_ms.append(reading.elapsed_ms)
+        return reading if utt.final else reading.only(fatal)
 
     def started(self) -> list[Event]:
         return [self._checklist_event(c, 0.0) for c in self._initial_changes]
@@ -85,7 +111,7 @@ class CoachSession:
             return self._transcript(event)
         if event.type == "call.ended":
             assert isinstance(event.payload, CallEnded)
-            return [*self._finish(event.t_end), event]
+            return [*self._finish(event.t_end), replace(event, payload=self._with_judge_stats(event.payload))]
         return [event]
 
     def tick(self, now_s: float) -> list[Event]:
@@ -112,7 +138,9 @@ class CoachSession:
         self.speaking[utt.channel] = None if final else utt.t_start
         out.insert(0, self._redacted(event))
         window = Window(utt, tuple(self.history))
-        units = prepare(utt.text, self.embedder if self.rules.semantic else None)
+        units = replace(
+            prepare(utt.text, self.embedder if self.rules.semantic else None), reading=self._read(utt)
+        )
         for finding in detect_violations(window, self.rules, units):
             out += self._alert(finding, utt.channel, utt.segment, "final" if final else "partial")
         if not final and isinstance(payload, TranscriptPartial):
@@ -145,8 +173,15 @@ class CoachSession:
         last_agent = next((u for u in reversed(self.history) if u.channel == "agent"), None)
         overtalk = last_agent is not None and utt.t_start < last_agent.t_end - 0.3
         prev_end = self.history[-1].t_end if self.history else utt.t_start
+        judged = units.reading.temperature if units.reading is not None else None
         self.curve, reading = self.curve.update(
-            utt.text, utt.lang, utt.prosody, names, overtalk=overtalk, waited_s=utt.t_start - prev_end
+            utt.text,
+            utt.lang,
+            utt.prosody,
+            names,
+            overtalk=overtalk,
+            waited_s=utt.t_start - prev_end,
+            judged=judged,
         )
         self.temperatures.append((utt.t_end, reading.temperature))
         out += self._suggest(utt, names)
@@ -241,6 +276,16 @@ class CoachSession:
                                  Alert("missing_disclosure", step.severity, step.id, step.message,
                                        redact(change.status.evidence, self.lang), step.step, None, "checklist")))  # fmt: skip
         return out
+
+    def _with_judge_stats(self, ended: CallEnded) -> CallEnded:
+        """``call.ended`` says how the judge did on this call: misses (timeouts, failures) and its
+        slowest reading, so a degraded call is visible in the call record and the metrics."""
+        stats = dict(ended.stats)
+        stats["judge_misses"] = float(self.judge_misses)
+        stats["judge_readings"] = float(len(self.judge_ms))
+        if self.judge_ms:
+            stats["judge_ms_max"] = max(self.judge_ms)
+        return replace(ended, stats=stats)
 
     def _finish(self, t_end: float) -> list[Event]:
         changes = checklist.finish(self.checklist, self.rules, self.lang, t_end)

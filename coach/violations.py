@@ -52,7 +52,9 @@ def detect_violations(window: Window, rules: CompiledRules, units: Units) -> lis
         if not _applies(rule, utt) or rule.rule.category in found:
             continue
         matcher = rule.matcher
-        hit = _pii_hit(rule, utt) or (matcher.match(units) if matcher.spec.text else None)
+        hit = _pii_hit(rule, utt) or (
+            matcher.match(units) if matcher.spec.text or matcher.spec.judge else None
+        )
         if hit is None or not matcher.context_ok(window):
             continue
         found[rule.rule.category] = Finding(rule, hit, utt.t_start, utt.t_end)

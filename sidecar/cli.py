@@ -209,7 +209,8 @@ def _rules_check(directory: Path | None) -> int:
         return exc.exit_code
     versions = ", ".join(f"{name} v{v}" for name, v in rules.versions.items())
     print(f"{directory}: {len(rules.rules)} rules, {len(rules.intents)} intents, "
-          f"{len(rules.disclosures)} disclosure steps ({versions})")  # fmt: skip
+          f"{len(rules.disclosures)} disclosure steps, {len(rules.categories)} judged categories "
+          f"({sum(len(c.examples) + len(c.negatives) for c in rules.categories)} sentences) ({versions})")  # fmt: skip
     return 0
 
 
@@ -227,7 +228,24 @@ def _models(action: str) -> int:
             failed += 0 if optional else 1
             print(f"{key:20} {'(optional) ' if optional else ''}{exc}", file=sys.stderr)
         del spec
+    if action == "prepare" and not failed:
+        failed += _warm_judge()
     return 3 if failed else 0
+
+
+def _warm_judge() -> int:
+    """Embed the shipped pack's judge corpus once, so the first start fits the judge in seconds."""
+    from coach.judge import fit_judge, load_panel, panel_keys
+    from coach.rules import DEFAULT_PACK, load_rules
+
+    try:
+        judge = fit_judge(load_rules(DEFAULT_PACK).categories, load_panel(panel_keys()))
+    except AssistError as exc:
+        print(f"judge                (optional) {exc}", file=sys.stderr)
+        return 0
+    print(f"judge                {len(judge.labels)} labels from {judge.examples} sentences, "
+          f"fitted in {judge.fit_s:.1f} s", file=sys.stderr)  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def test_every_problem_is_listed_and_ids_are_unique(tmp_path: Path) -> None:
     assert "'version' must be a positive integer" in text
     assert "duplicate id 't.promise' (first at a.yaml:" in text
     assert "rule t.other needs 'message'" in text
-    assert "match needs phrases, regex, exemplars, timing or pii" in text
+    assert "match needs phrases, regex, exemplars, judge, timing or pii" in text
 
 
 def test_dead_air_rule_needs_timing(tmp_path: Path) -> None:
