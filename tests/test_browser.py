@@ -205,3 +205,43 @@ def test_the_widget_embeds_in_a_softphone_page_on_another_origin(
         page.context.close()
     finally:
         httpd.shutdown()
+
+
+def test_other_pages_refuse_to_be_framed_and_the_api_docs_work_offline(
+    browser: Any, service: LiveService, tmp_path: Path
+) -> None:
+    """The supervisor console in another origin's iframe is blocked (X-Frame-Options DENY,
+    frame-ancestors 'none'); /docs renders with the service's own Swagger UI files (no CDN)."""
+    import functools
+    import http.server
+    import threading
+
+    from tests.service_helpers import free_port
+
+    (tmp_path / "framer.html").write_text(
+        f"""<!doctype html><title>Framer</title>
+        <iframe id="console" src="{service.base}/ui/supervisor.html" width="800" height="600"></iframe>"""
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    port = free_port()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        page = _page(browser, 1000, 900)
+        page.goto(f"http://127.0.0.1:{port}/framer.html")
+        page.wait_for_load_state("load")
+        time.sleep(1.0)
+        loaded = [f for f in page.frames if f != page.main_frame and f.url.startswith(service.base)]
+        for frame in loaded:  # a blocked frame shows Chromium's error page, never the console
+            assert frame.query_selector("#floor-state, #call-count") is None, frame.url
+        page.context.close()
+    finally:
+        httpd.shutdown()
+    page = _page(browser, 1200, 900)
+    page.goto(f"{service.base}/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
+    assert "agent-assist" in page.inner_text(".swagger-ui .info .title")
+    page.wait_for_selector(".opblock", timeout=20_000)  # the operations rendered from /openapi.json
+    page.screenshot(path=str(ARTIFACTS / "api-docs.png"))
+    assert not page.errors, page.errors
+    page.context.close()

@@ -622,9 +622,18 @@ def test_a_bad_recording_error_does_not_show_where_the_directory_is(hardened: Ha
         bad.unlink()
 
 
+async def _refused_audiohook_upgrades(hardened: Hardened) -> None:
+    url = hardened.base.replace("http://", "ws://") + "/v1/taps/audiohook"
+    for headers in ({}, {"X-API-KEY": UNKNOWN_TOKEN}, {"X-API-KEY": TOKENS["agent"][0]}):
+        with pytest.raises(InvalidStatus):
+            async with connect(url, proxy=None, additional_headers=headers, open_timeout=30):
+                pass
+
+
 def test_sse_clients_that_leave_leave_no_error_noise(hardened: Hardened) -> None:
-    """Clients that drop their event streams (floor and call) are not errors: no "Task was
-    destroyed but it is pending!" or other error-level record."""
+    """Clients that drop their event streams (floor and call), and refused AudioHook upgrades, are
+    not errors: no "Task was destroyed but it is pending!", no "ASGI callable returned without
+    completing handshake", no other error-level record."""
     r = hardened.start_call("slow.jsonl", realtime=True)
     call_id = r.json()["call_id"]
     with hardened.capture.guard:
@@ -634,6 +643,7 @@ def test_sse_clients_that_leave_leave_no_error_noise(hardened: Hardened) -> None
             with hardened.client("supervisor") as c, c.stream("GET", path) as resp:
                 assert resp.status_code == 200
                 next(resp.iter_bytes())  # the retry line: then the client goes
+    asyncio.run(_refused_audiohook_upgrades(hardened))
     hardened.wait_ended(call_id, timeout_s=90)
     time.sleep(0.5)
     gc.collect()  # a pending task is reported when it is collected
@@ -642,3 +652,18 @@ def test_sse_clients_that_leave_leave_no_error_noise(hardened: Hardened) -> None
         records = hardened.capture.records[before:]
     noisy = [f"{r.name}: {r.getMessage()}" for r in records if r.levelno >= logging.ERROR]
     assert not noisy, noisy
+
+
+def test_api_docs_are_served_without_a_cdn(hardened: Hardened) -> None:
+    """/docs works on a machine with no internet: Swagger UI's files come from the service."""
+    with httpx.Client(base_url=hardened.base, timeout=30) as c:
+        page = c.get("/docs")
+        assert page.status_code == 200
+        assert "/docs/assets/swagger-ui-bundle.js" in page.text
+        assert "cdn" not in page.text.lower()
+        for asset in ("/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"):
+            r = c.get(asset)
+            assert r.status_code == 200, asset
+            assert len(r.content) > 10_000
+        assert c.get("/redoc").status_code == 404  # ReDoc would load from a CDN
+        assert c.get("/openapi.json").json()["openapi"].startswith("3.")

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -114,6 +115,8 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         version="0.1.0",
         summary="Live coaching for customer-service calls: calls, events (SSE), knowledge, rules.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the installed package: no CDN (an offline machine shows it too)
+        redoc_url=None,
     )
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_middleware(RequestGate)  # body limits and a token before any body is read
@@ -161,6 +164,20 @@ def _operations(app: FastAPI) -> None:
     @app.get("/v1/me", tags=["operations"], responses={401: {}})
     def me(principal: Annotated[Principal, Depends(authorize(None))]) -> dict[str, str]:
         return {"name": principal.name, "role": principal.role}
+
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="agent-assist API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

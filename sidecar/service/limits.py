@@ -234,3 +234,21 @@ def header_timeout_protocol() -> type[asyncio.Protocol] | str:
                 self.transport.close()
 
     return HeaderTimeoutProtocol
+
+
+def websocket_protocol() -> type[asyncio.Protocol] | str:
+    """uvicorn's WebSocket protocol (what "auto" picks), taking a refused upgrade (an HTTP denial
+    response, e.g. AudioHook's 401) as a complete answer: uvicorn would otherwise log "ASGI
+    callable returned without completing handshake" at error level for every refusal."""
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError:
+        return "auto"
+
+    class DenialCompletesProtocol(WebSocketsSansIOProtocol):
+        async def send(self, message: Any) -> None:
+            await super().send(message)
+            if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+                self.handshake_complete = True  # the upgrade was answered: with a refusal
+
+    return DenialCompletesProtocol

@@ -18,7 +18,7 @@ from sidecar.service.app import create_app, end_calls
 from sidecar.service.auth import Role
 from sidecar.service.config import ServiceConfig
 from sidecar.service.context import AppContext
-from sidecar.service.limits import header_timeout_protocol
+from sidecar.service.limits import header_timeout_protocol, websocket_protocol
 from sidecar.service.live import StartRequest
 from sidecar.service.logs import configure
 
@@ -96,7 +96,7 @@ def make_server(app: FastAPI, host: str, port: int) -> AssistServer:
     """uvicorn with a header timeout (``limits.HEADER_TIMEOUT_S``) and a 5 s keep-alive idle timeout."""
     return AssistServer(
         uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                       timeout_graceful_shutdown=5, backlog=2048, http=header_timeout_protocol(),
+                       timeout_graceful_shutdown=5, backlog=2048, http=header_timeout_protocol(), ws=websocket_protocol(),
                        timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024)
     )  # fmt: skip
 
