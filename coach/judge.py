@@ -32,14 +32,15 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from coach.rules import EMOTION_LABELS, Category
+from coach.rules import EMOTION_LABELS, JUDGE_KINDS, Category
+from coach.text import sentences
 from knowledge.embed import Embedder, Matrix, load_embedder
 from models.registry import model_cache_dir
 
 log = logging.getLogger(__name__)
 
 PANEL = ("embed-e5", "embed-multilingual")
-DEFAULT_THRESHOLD = {"violation": 0.5, "intent": 0.8, "disclosure": 0.6, "signal": 0.6}  # chosen on dev
+DEFAULT_THRESHOLD = {"violation": 0.5, "intent": 0.8, "disclosure": 0.3, "signal": 0.5}  # chosen on dev
 EMOTION_VALUE = {"angry": -1.0, "negative": -0.5, "neutral": 0.0, "positive": 0.5}
 HARD_NEGATIVE_WEIGHT = 2.0  # a curated near miss teaches more than any other label's example
 REGULARISATION_C = 30.0  # the vectors are unit-length: weak regularisation
@@ -157,7 +158,7 @@ class Judge:
     def read(self, units: Sequence[str], channel: str) -> Reading:
         """``units``: the whole utterance first, then its sentences (when it has several)."""
         t0 = time.perf_counter()
-        units = [u for u in units if u.strip()]
+        units = [u for i, u in enumerate(units) if u.strip() and (i == 0 or _long_enough(u))]
         if not units:
             return Reading({}, {})
         x = self.features(units)
@@ -183,14 +184,22 @@ class Judge:
         return Reading(scores, evidence, temperature, round(1000 * (time.perf_counter() - t0), 2), thresholds)
 
 
+def _long_enough(sentence: str) -> bool:
+    """A sentence worth reading on its own ("Thanks." or "不客气。" says nothing by itself)."""
+    cjk = sum(1 for ch in sentence if "\u3400" <= ch <= "\u9fff")
+    return cjk >= 6 if cjk else len(sentence.split()) >= 4
+
+
 def _training_set(
     categories: Iterable[Category], channel: str
-) -> tuple[list[str], dict[str, set[int]], dict[str, set[int]]]:
-    """Unique texts of a channel; per label the indices of its examples and of its hard negatives."""
+) -> tuple[list[str], dict[str, set[int]], dict[str, set[int]], dict[str, set[int]]]:
+    """Unique texts of a channel; per label the indices of its examples and of its hard negatives,
+    and per kind of label the background texts that must not be negatives for it."""
     index: dict[str, int] = {}
     texts: list[str] = []
     pos: dict[str, set[int]] = {}
     neg: dict[str, set[int]] = {}
+    untaught: dict[str, set[int]] = {}  # kind → background that says nothing about it
 
     def at(text: str) -> int:
         if text not in index:
@@ -204,11 +213,24 @@ def _training_set(
         ids = {at(t) for t in cat.examples}
         if cat.kind != "background":
             pos.setdefault(cat.label, set()).update(ids)
-            neg.setdefault(cat.label, set()).update(at(t) for t in cat.negatives)
-        else:
-            for t in cat.negatives:
-                at(t)
-    return texts, pos, neg
+            neg.setdefault(cat.label, set()).update(at(t) for t in (*cat.negatives, *_parts(cat.negatives)))
+        # every sentence of a long acceptable turn is acceptable on its own: the judge also reads
+        # utterances sentence by sentence, so it must learn them as such
+        if cat.kind == "background":
+            ids |= {at(t) for t in _parts(cat.examples)}
+            for kind in set(JUDGE_KINDS) - set(cat.teaches):
+                untaught.setdefault(kind, set()).update(ids)
+    return texts, pos, neg, untaught
+
+
+def _parts(texts: Iterable[str]) -> list[str]:
+    """The sentences of multi-sentence texts (single sentences are already there whole)."""
+    out = []
+    for text in texts:
+        parts = sentences(text)
+        if len(parts) > 1:
+            out += [p for p in parts if len(p) >= 8]
+    return out
 
 
 def _logistic(
@@ -234,19 +256,20 @@ def fit_judge(
 
     kinds = {c.label: c for c in categories if c.kind not in ("background", "emotion")}
     for channel in ("agent", "customer"):
-        texts, pos, neg = _training_set(categories, channel)
+        texts, pos, neg, untaught = _training_set(categories, channel)
         if not pos:
             continue
         x = features(texts)
         judge.examples += len(texts)
         for label, ids in pos.items():
+            cat = kinds[label]
             y = np.zeros(len(texts), dtype=np.int8)
             y[list(ids)] = 1
             weight = np.ones(len(texts), dtype=np.float32)
             hard = [i for i in neg.get(label, ()) if i not in ids]
             weight[hard] = HARD_NEGATIVE_WEIGHT
+            weight[[i for i in untaught.get(cat.kind, ()) if i not in ids]] = 0.0
             w, b = _logistic(x, y, weight)
-            cat = kinds[label]
             thresholds = [c.threshold for c in categories if c.label == label and c.threshold]
             threshold = min(thresholds) if thresholds else DEFAULT_THRESHOLD.get(cat.kind, 0.5)
             judge.labels[label] = LabelModel(label, cat.kind, channel, threshold, w, b)

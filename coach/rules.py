@@ -38,6 +38,7 @@ A category (``categories:``)::
       threshold: 0.5                # probability the judge must reach (default per kind)
       examples: [...]               # at least MIN_EXAMPLES positives
       negatives: [...]              # hard negatives: close in wording, not the label
+      teaches: [violation, intent]  # background only: the kinds of label it is a negative for
 
 See ``coach/packs/default`` for the shipped pack and README "Rule packs" for each field.
 """
@@ -185,6 +186,7 @@ class Category:
     severity: Literal["fatal", "serious", "general"] = "general"
     threshold: float | None = None
     source: str = ""
+    teaches: tuple[str, ...] = JUDGE_KINDS  # background: the kinds of label it is a negative for
 
 
 @dataclass(frozen=True, slots=True)
@@ -590,7 +592,7 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> _Loaded:
     categories: list[Category] = []
     for item in entries("categories"):
         cat_keys = ("id", "label", "kind", "channel", "lang", "definition", "message", "severity", "threshold",
-                    "examples", "negatives", "enabled")  # fmt: skip
+                    "examples", "negatives", "teaches", "enabled")  # fmt: skip
         check.keys(item, cat_keys, "category")
         ident = entry_id(item, "category")
         label = check.string(item, "label", f"category {ident}")
@@ -618,12 +620,19 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> _Loaded:
         if threshold is not None and (not isinstance(threshold, (int, float)) or not 0 < threshold < 1):
             check.fail(threshold, _line(item, 1), f"category {ident}: threshold must be a number in (0, 1)")
             threshold = None
+        teaches = (
+            check.strings(item.get("teaches"), _line(item, 1), f"category {ident}.teaches") or JUDGE_KINDS
+        )
+        for taught in teaches:
+            if taught not in JUDGE_KINDS:
+                check.fail(taught, _line(item, 1), f"category {ident}: teaches {taught!r} is not one of "
+                           f"{', '.join(JUDGE_KINDS)}")  # fmt: skip
         if item.get("enabled", True) is False or None in (ident, label) or len(examples) < MIN_EXAMPLES:
             continue
         categories.append(Category(
             str(ident), str(label), kind, channel, lang, str(definition or ""), examples, negatives,  # type: ignore[arg-type]
             str(message or ""), severity, float(threshold) if threshold else None,  # type: ignore[arg-type]
-            f"{path.name}:{_line(item, 1)}",
+            f"{path.name}:{_line(item, 1)}", tuple(teaches),
         ))  # fmt: skip
     return rules, intents, steps, neutral, int(version), check.problems, categories
 

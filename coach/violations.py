@@ -58,6 +58,13 @@ def detect_violations(window: Window, rules: CompiledRules, units: Units) -> lis
         if hit is None or not matcher.context_ok(window):
             continue
         found[rule.rule.category] = Finding(rule, hit, utt.t_start, utt.t_end)
+    judged = {c for c, f in found.items() if f.rule.rule.match.judge and not f.rule.rule.match.text}
+    if len(judged) < len(found):  # an exact rule fired: it names the category; the judge's reading of
+        for category in judged:  # the same words is the near neighbour it confuses it with
+            del found[category]
+    elif len(judged) > 1:  # the judge's one reading of the utterance: its most probable category
+        best = max(judged, key=lambda c: found[c].hit.score)
+        found = {best: found[best]}
     for lesser, graver in _SUPERSEDES.items():
         # a graver reading wins, unless it is only a resemblance and the lesser one an exact match
         if lesser in found and any(

@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidecar.bus import ALL_CALLS, SubscriberLaggedError
+from sidecar.events import CallEnded
 from sidecar.service import routes_calls, routes_kb, routes_rules
 from sidecar.service.auth import Principal
 from sidecar.service.board import CallBoard
@@ -53,6 +54,9 @@ async def follow_bus(ctx: AppContext) -> None:
         try:
             async for event in ctx.services.bus.subscribe(ALL_CALLS, after_seq=after):
                 ctx.metrics.events.labels(event.type).inc()
+                if isinstance(event.payload, CallEnded):  # the coach's judge: how it did on this call
+                    ctx.metrics.judge_misses.inc(event.payload.stats.get("judge_misses", 0.0))
+                    ctx.metrics.judge_readings.inc(event.payload.stats.get("judge_readings", 0.0))
                 await ctx.board.apply(event)
             return
         except SubscriberLaggedError as exc:

@@ -39,6 +39,12 @@ class Metrics:
         self.auth_failures = Counter(
             "assist_auth_failures_total", "401 and 403 answers", ["status"], registry=r
         )
+        self.judge_misses = Counter(
+            "assist_judge_misses_total",
+            "Utterances the coach's judge did not read in its time budget (or failed on): exact matchers only",
+            registry=r,
+        )
+        self.judge_readings = Counter("assist_judge_readings_total", "Utterances the judge read", registry=r)
 
 
 @dataclass
