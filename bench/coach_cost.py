@@ -56,6 +56,15 @@ def run(
     return time.process_time() - cpu0, minutes
 
 
+def forget_embeddings(coach: Any) -> None:
+    """Empty the embedders' in-memory caches (shared by every coach of the process)."""
+    embedders = [coach.embedder, *(coach.judge.judge.panel if coach.judge else ())]
+    for embedder in embedders:
+        cache = getattr(embedder, "_cache", None)
+        if cache is not None:
+            cache.clear()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,6 +105,7 @@ def main() -> int:
         for name, coach in (("without_judge", plain), ("with_judge", judged)):
             per_minute = []
             for _ in range(args.repeat):
+                forget_embeddings(judged)  # each pass pays for its own embeddings
                 cpu, minutes = run(calls, evaluator, coach, policy, Path(tmp))
                 per_minute.append(cpu / minutes)
             figures[f"cpu_s_per_call_minute_{name}"] = round(statistics.median(per_minute), 3)

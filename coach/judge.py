@@ -287,6 +287,9 @@ def fit_judge(
         order = [list(model.classes_).index(i) for i in range(len(EMOTION_LABELS))]
         judge.emotion = (model.coef_[order].astype(np.float32), model.intercept_[order].astype(np.float32))
         judge.examples += len(texts)
+    judge.read(
+        ["Thanks for calling, how can I help?", "您好，请问有什么可以帮您？"], "customer"
+    )  # first-call setup, now
     judge.fit_s = round(time.perf_counter() - t0, 2)
     return judge
 
