@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import socket
 import threading
@@ -36,6 +37,35 @@ TOKENS = {
     "agent": ("agent-alice-token", "alice"),
     "agent2": ("agent-bob-token", "bob"),
 }
+
+
+class LeakWatch(logging.Handler):
+    """Every log record of the test session, from any logger, checked for the tokens the tests use."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.secrets = secrets
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"{record.getMessage()} {record.exc_text or ''}"
+        except Exception:  # a record that cannot be formatted says nothing
+            return
+        if any(secret in text for secret in self.secrets):
+            self.leaks.append(f"{record.name} ({record.levelname}): {text[:300]}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_token_in_any_log_line() -> Iterator[None]:
+    """Issue 13: no token reaches a log line, whatever the test, logger or level. Fails the session
+    (at its last teardown) if one did."""
+    watch = LeakWatch([token for token, _ in TOKENS.values()] + [LightServer.token])
+    root = logging.getLogger()
+    root.addHandler(watch)
+    yield
+    root.removeHandler(watch)
+    assert not watch.leaks, f"{len(watch.leaks)} log records carried a token: {watch.leaks[:5]}"
 
 
 def free_port() -> int:

@@ -308,6 +308,8 @@ def test_scrub_removes_query_strings_tokens_and_credentials() -> None:
     )
     assert "s3cret" not in scrub("GET wss://host/v1/taps/twilio?x=1&access_token=s3cret")
     assert scrub("Authorization: Bearer abcdefgh") == "Authorization: Bearer [redacted]"
+    assert scrub("> X-API-KEY: agent-alice-token") == "> X-API-KEY: [redacted]"  # websockets' debug lines
+    assert scrub("< x-api-key: agent-alice-token") == "< x-api-key: [redacted]"
     assert (
         scrub('{"password": "hunter22", "token": "abc"}')
         == '{"password": "[redacted]", "token": "[redacted]"}'

@@ -62,7 +62,7 @@ RATE = 48_000
 FRAME = 480  # 10 ms at 48 kHz, as LiveKit's streams deliver them
 
 
-def mint_token(identity: str = "assist-tap", room: str = "support-42", *, ttl_s: float = 600.0,
+def mint_token(identity: str = "assist-tap", room: str = "support-42", *, ttl_s: float = 6 * 3600.0,
                **video: Any) -> str:  # fmt: skip
     """A LiveKit join token (HS256 JWT; claims as LiveKit's server SDKs write them)."""
     grants = {

@@ -7,7 +7,7 @@ string reaches a log line through this formatter, whatever a caller passes in ``
 carry the path with its query string, e.g. ``?access_token=...``; websockets and aiortc log
 requests and headers at debug level): each log record is cleaned as it is made, before any
 handler or filter sees it. Query strings become ``?[query removed]``; ``token=``/``password=``
-values and ``Bearer``/``Basic`` credentials become ``[redacted]``.
+values, ``X-API-KEY``/``Cookie`` headers and ``Bearer``/``Basic`` credentials become ``[redacted]``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 _QUERY = re.compile(r"(?<=[^\s?])\?[^\s\"'#?]*=[^\s\"'#]*")  # a path's query string (one with key=value)
 _SECRET = re.compile(
-    r"(?i)\b((?:access_|api_|auth_|refresh_)?token|password|passwd|secret|api_?key)(\"?'?\s*[:=]\s*\"?'?)[^\s&\"',;}]+"
+    r"(?i)\b((?:access_|api_|auth_|refresh_)?token|password|passwd|secret|api[_-]?key|cookie)(\"?'?\s*[:=]\s*\"?'?)[^\s&\"',;}]+"
 )
 _CREDENTIALS = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}")
 
