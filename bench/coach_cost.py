@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.kb_quality import load_evaluator, replay_events  # noqa: E402
+from bench.kb_quality import load_evaluator, replay_events, write_transcript  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float | None:
@@ -43,14 +43,7 @@ def run(
     minutes = 0.0
     cpu0 = time.process_time()
     for call in calls:
-        turns = evaluator.text_timeline(call)
-        path = tmp / f"{call['id']}.jsonl"
-        with path.open("w", encoding="utf-8") as out:
-            for turn in turns:
-                if turn["speaker"] != "pause":
-                    line = {"channel": turn["speaker"], "text": turn["text"], "start_s": turn["start_s"],
-                            "end_s": turn["end_s"]}  # fmt: skip
-                    out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        turns, path = write_transcript(call, evaluator, tmp)
         asyncio.run(replay_events(path, coach, policy))
         minutes += turns[-1]["end_s"] / 60 if turns else 0.0
     return time.process_time() - cpu0, minutes

@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.kb_quality import load_evaluator, pct_ms, replay_events  # noqa: E402
+from bench.kb_quality import load_evaluator, pct_ms, replay_events, write_transcript  # noqa: E402
 
 
 def print_events(path: Path, events_dir: Path) -> int:
@@ -86,14 +86,7 @@ def main() -> int:
         events_dir = Path(tmp) / "events"
         events_dir.mkdir()
         for call in calls:
-            turns = evaluator.text_timeline(call)
-            path = Path(tmp) / f"{call['id']}.jsonl"
-            with path.open("w", encoding="utf-8") as out:
-                for turn in turns:
-                    if turn["speaker"] != "pause":
-                        line = {"channel": turn["speaker"], "text": turn["text"],
-                                "start_s": turn["start_s"], "end_s": turn["end_s"]}  # fmt: skip
-                        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            turns, path = write_transcript(call, evaluator, Path(tmp))
             events = asyncio.run(replay_events(path, coach, policy))
             for ev in events:
                 if ev["type"] == "call.ended":

@@ -40,6 +40,21 @@ def load_evaluator(callset: Path, path: Path | None = None) -> ModuleType:
     return module
 
 
+def write_transcript(
+    call: dict[str, Any], evaluator: ModuleType, folder: Path
+) -> tuple[list[dict[str, Any]], Path]:
+    """A call as text mode feeds it (the scorer's own turn timeline), written as transcript JSONL."""
+    turns: list[dict[str, Any]] = evaluator.text_timeline(call)
+    path = folder / f"{call['id']}.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for turn in turns:
+            if turn["speaker"] != "pause":
+                line = {"channel": turn["speaker"], "text": turn["text"], "start_s": turn["start_s"],
+                        "end_s": turn["end_s"]}  # fmt: skip
+                out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return turns, path
+
+
 async def replay_events(path: Path, coach: Any, policy: Any) -> list[dict[str, Any]]:
     from coach.sink import CoachSink
     from sidecar.bus import InMemoryBus
@@ -114,14 +129,7 @@ def main() -> int:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         for call in calls:
-            turns = evaluator.text_timeline(call)
-            path = Path(tmp) / f"{call['id']}.jsonl"
-            with path.open("w", encoding="utf-8") as out:
-                for turn in turns:
-                    if turn["speaker"] != "pause":
-                        line = {"channel": turn["speaker"], "text": turn["text"],
-                                "start_s": turn["start_s"], "end_s": turn["end_s"]}  # fmt: skip
-                        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            turns, path = write_transcript(call, evaluator, Path(tmp))
             events = asyncio.run(replay_events(path, coach, policy))
             scored = evaluator.score_call(call, turns, events, [0.0] * len(events), False)
             hits += scored["kb_hits"].values()
