@@ -37,6 +37,7 @@ class CompiledRules:
     intents: tuple[CompiledIntent, ...]
     steps: tuple[CompiledStep, ...]
     semantic: bool  # does any matcher need sentence embeddings?
+    fatal_labels: frozenset[str] = frozenset()  # judged categories read on partials too
 
 
 def compile_rules(rules: RuleSet, embedder: Embedder | None) -> CompiledRules:
@@ -68,7 +69,8 @@ def compile_rules(rules: RuleSet, embedder: Embedder | None) -> CompiledRules:
     )
     matchers = [c.matcher for c in crules] + [c.matcher for c in cintents]
     matchers += [m for s in csteps for m in (s.matcher, s.before, s.due_when) if m is not None]
-    return CompiledRules(rules, crules, cintents, csteps, any(m.semantic for m in matchers))
+    fatal = frozenset(c.label for c in rules.categories if c.kind == "violation" and c.severity == "fatal")
+    return CompiledRules(rules, crules, cintents, csteps, any(m.semantic for m in matchers), fatal)
 
 
 def judged_rules(categories: tuple[Category, ...]) -> list[Rule]:

@@ -20,7 +20,7 @@ from coach.judge import JudgeRunner, Reading
 from coach.matcher import Units, prepare
 from coach.redact import redact, redact_tokens
 from coach.scorecard import AlertRecord, CallSummary, scorecard
-from coach.text import is_chinese, sentences
+from coach.text import is_chinese
 from coach.violations import Finding, detect_dead_air, detect_violations
 from coach.window import Utterance, Window
 from knowledge.embed import Embedder
@@ -85,17 +85,13 @@ class CoachSession:
         self.rules = rules
         self.judge = judge
 
-    def _read(self, utt: Utterance) -> Reading | None:
+    def _read(self, utt: Utterance, units: Units) -> Reading | None:
         """The judge's reading of an utterance: the whole of it and each sentence. A partial is
         read for the fatal categories only (they must reach the agent before the turn ends)."""
-        if self.judge is None:
+        fatal = self.rules.fatal_labels
+        if self.judge is None or (not utt.final and (utt.channel != "agent" or not fatal)):
             return None
-        fatal = {
-            c.label for c in self.rules.source.categories if c.kind == "violation" and c.severity == "fatal"
-        }
-        if not utt.final and (utt.channel != "agent" or not fatal):
-            return None
-        parts = list(sentences(utt.text))
+        parts = list(units.sentences)
         reading = self.judge.read([utt.text, *parts] if len(parts) > 1 else [utt.text], utt.channel)
         if reading is None:
             self.judge_misses += 1
@@ -138,9 +134,8 @@ class CoachSession:
         self.speaking[utt.channel] = None if final else utt.t_start
         out.insert(0, self._redacted(event))
         window = Window(utt, tuple(self.history))
-        units = replace(
-            prepare(utt.text, self.embedder if self.rules.semantic else None), reading=self._read(utt)
-        )
+        units = prepare(utt.text, self.embedder if self.rules.semantic else None)
+        units = replace(units, reading=self._read(utt, units))
         for finding in detect_violations(window, self.rules, units):
             out += self._alert(finding, utt.channel, utt.segment, "final" if final else "partial")
         if not final and isinstance(payload, TranscriptPartial):
