@@ -16,6 +16,10 @@ three layers:
 Short runs (under six digits) are never redacted unless a secret trigger precedes them, so "card ending
 in 4 4 1 2", postcodes, amounts, years and short reference numbers stay readable.
 
+Six to nine digits read one at a time ("4 8 2 9 1 3", "four eight two nine one three", "四八二九一三")
+with no context word are a one-time code even without a trigger; counting ("1 2 3 4 5 6") is not.
+A number read across two utterances of one speaker is the work of ``coach.redact_stream``.
+
 Detection is language-agnostic (calls switch languages); ``lang`` is accepted for API stability.
 Everything is precompiled; one sentence takes well under a millisecond.
 """
@@ -26,11 +30,23 @@ import re
 from bisect import bisect_right, insort
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 PiiKind = Literal["card", "national_id", "phone", "email", "account", "password", "otp"]
 
-__all__ = ["PiiKind", "PiiSpan", "find_pii", "placeholder", "redact", "redact_tokens"]
+__all__ = [
+    "PiiKind",
+    "PiiSpan",
+    "find_pii",
+    "placeholder",
+    "redact",
+    "redact_tokens",
+    "replace_in_text",
+    "replace_in_tokens",
+]
+
+Cut = tuple[int, int, str]  # a replacement: char offsets into a text and what goes there
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +143,10 @@ _SPLIT_RE = re.compile(r"[\s-]+")
 # What may separate the units of one run: spaces, hyphens/dashes, commas, dots, slashes, brackets.
 _GAP_RE = re.compile(r"[\s\u3000,，、\-–—./()]{0,4}")
 _X_SUFFIX_RE = re.compile(r"[ \t]?[Xx](?![A-Za-z0-9])")
+# A code read digit by digit: single digits (written or spoken) apart, or Chinese numerals one per digit.
+_SPACED_SEP_RE = re.compile(r"[\s\u3000,，、\-–—]+")
+_SINGLE_DIGIT_RE = re.compile(rf"(?:[0-9０-９]|{_DW})", re.IGNORECASE)
+_ZH_DIGITS_RE = re.compile(r"[零〇一二三四五六七八九两幺]+")
 _PLUS_RE = re.compile(r"(?:\+|(?<![A-Za-z])plus\s)\s*\Z", re.IGNORECASE)
 
 # Guards: amounts, decimals, dates and lists of years are not PII.
@@ -380,6 +400,27 @@ def redact_tokens(tokens: Sequence[str], lang: str = "en", sep: str = " ") -> li
     text of that token outside the span), the other tokens inside a span become "", tokens outside every
     span are unchanged.
     """
+    text = sep.join(tokens)
+    return replace_in_tokens(tokens, [(s.start, s.end, placeholder(s)) for s in find_pii(text, lang)], sep)
+
+
+def replace_in_text(text: str, cuts: Sequence[Cut]) -> str:
+    """``text`` with each cut ``(start, end, replacement)`` applied (cuts sorted, non-overlapping)."""
+    parts: list[str] = []
+    cur = 0
+    for start, end, new in cuts:
+        parts.append(text[cur:start])
+        parts.append(new)
+        cur = end
+    parts.append(text[cur:])
+    return "".join(parts)
+
+
+def replace_in_tokens(tokens: Sequence[str], cuts: Sequence[Cut], sep: str = " ") -> list[str]:
+    """Cuts on ``sep.join(tokens)`` applied token by token, as ``redact_tokens`` does with PII spans:
+    the token where a cut starts gets its replacement, the other tokens inside a cut become ""."""
+    if not cuts:
+        return list(tokens)
     offsets: list[tuple[int, int]] = []
     pos = 0
     for i, tok in enumerate(tokens):
@@ -388,29 +429,27 @@ def redact_tokens(tokens: Sequence[str], lang: str = "en", sep: str = " ") -> li
         offsets.append((pos, pos + len(tok)))
         pos += len(tok)
     text = sep.join(tokens)
-    spans = find_pii(text, lang)
-    if not spans:
-        return list(tokens)
+    spans = list(cuts)
     placed = [False] * len(spans)
     out: list[str] = []
     first = 0  # spans and tokens are both in text order
     for tok, (ts, te) in zip(tokens, offsets, strict=True):
-        while first < len(spans) and spans[first].end <= ts:
+        while first < len(spans) and spans[first][1] <= ts:
             first += 1
         parts: list[str] = []
         cur = ts
         touched = got_placeholder = False
         for j in range(first, len(spans)):
-            span = spans[j]
-            if span.start >= te:
+            start, end, rep = spans[j]
+            if start >= te:
                 break
             touched = True
-            if span.start > cur:
-                parts.append(text[cur : span.start])
+            if start > cur:
+                parts.append(text[cur:start])
             if not placed[j]:
-                parts.append(placeholder(span))
+                parts.append(rep)
                 placed[j] = got_placeholder = True
-            cur = max(cur, min(span.end, te))
+            cur = max(cur, min(end, te))
         if not touched:
             out.append(tok)
             continue
@@ -555,12 +594,32 @@ def _classify(text: str, run: _Run, bounds: list[int]) -> PiiSpan | None:
             kind = "card"
         elif n >= 10:
             kind = "phone"
+        elif ctx is None and _digit_by_digit(raw, digits):
+            kind = "otp"  # "4 8 2 9 1 3", "four eight two nine one three", "四八二九一三": a code read out
         else:
             return None
     start = run.start
     if kind == "phone" and start and text[start - 1] == "(" and ")" in raw:
         start -= 1
     return PiiSpan(kind, start, run.end, digits if kind != "national_id" else digits.upper())
+
+
+def _digit_by_digit(raw: str, digits: str) -> bool:
+    """A run read one digit at a time: six to nine single digits (written or spoken) with spaces or
+    commas between them, or Chinese numerals one per digit ("四八二九一三"). A plain "482913" is not."""
+    tokens = [t for t in _SPACED_SEP_RE.split(raw) if t]
+    if len(tokens) == 1:
+        if _ZH_DIGITS_RE.fullmatch(tokens[0]) is None:
+            return False
+    elif not all(_SINGLE_DIGIT_RE.fullmatch(t) or _ZH_DIGITS_RE.fullmatch(t) for t in tokens):
+        return False
+    return not _counting(digits)
+
+
+def _counting(digits: str) -> bool:
+    """1 2 3 4 5 6 (or down): counting, not a code."""
+    steps = {int(b) - int(a) for a, b in pairwise(digits)}
+    return steps in ({1}, {-1})
 
 
 # --------------------------------------------------------------------------------------------- secrets

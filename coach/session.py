@@ -18,7 +18,8 @@ from coach.emotion import EmotionCurve
 from coach.intents import detect_intents
 from coach.judge import JudgeRunner, Reading
 from coach.matcher import Units, prepare
-from coach.redact import redact, redact_tokens
+from coach.redact import redact
+from coach.redact_stream import StreamRedactor
 from coach.scorecard import AlertRecord, CallSummary, scorecard
 from coach.text import is_chinese
 from coach.violations import Finding, detect_dead_air, detect_violations
@@ -36,6 +37,7 @@ from sidecar.events import (
     Suggestion,
     TranscriptFinal,
     TranscriptPartial,
+    TranscriptRedacted,
 )
 
 HISTORY = 64  # finals kept for context conditions and the hold lookback
@@ -64,6 +66,7 @@ class CoachSession:
         self.rules = rules
         self.embedder = embedder
         self.history: deque[Utterance] = deque(maxlen=HISTORY)
+        self.redactor = StreamRedactor()  # numbers read across utterances
         self.alerted: set[tuple[str, str | None, int]] = set()
         self.intents_seen: set[tuple[str, str | None, int]] = set()
         self.checklist, self._initial_changes = checklist.initial_checklist(rules, self.lang)
@@ -132,7 +135,7 @@ class CoachSession:
         if self.speaking[utt.channel] is None:  # a new segment: was there dead air before it?
             out += self._dead_air(self.last_speech_end, utt.t_start)
         self.speaking[utt.channel] = None if final else utt.t_start
-        out.insert(0, self._redacted(event))
+        out[0:0] = self._redacted(event)
         window = Window(utt, tuple(self.history))
         units = prepare(utt.text, self.embedder if self.rules.semantic else None)
         units = replace(units, reading=self._read(utt, units))
@@ -216,17 +219,27 @@ class CoachSession:
             out.append(Event("suggestion", self.call_id, utt.channel, utt.t_start, utt.t_end, payload))
         return out
 
-    def _redacted(self, event: Event) -> Event:
+    def _redacted(self, event: Event) -> list[Event]:
+        """The event with its text, stable text and words redacted, read joined to the speaker's
+        previous utterances (a number read in pieces), then a ``transcript.redacted`` correction
+        for each earlier final that the joined reading had to redact further."""
         payload = event.payload
         assert isinstance(payload, TranscriptPartial | TranscriptFinal)
-        lang = payload.lang
-        sep = "" if lang == "zh" else " "
-        tokens = redact_tokens([w.text for w in payload.words], lang, sep)
-        words = tuple(replace(w, text=t) for w, t in zip(payload.words, tokens, strict=True) if t)
-        new = replace(payload, text=redact(payload.text, lang), words=words)
+        assert event.channel is not None
+        partial = isinstance(payload, TranscriptPartial)
+        texts = [payload.text, payload.stable_text] if partial else [payload.text]  # type: ignore[union-attr]
+        red, words, corrections = self.redactor.redact(
+            event.channel, event.t_start, payload.segment, payload.lang, texts, payload.words,
+            t_end=event.t_end, final=not partial,
+        )  # fmt: skip
+        new = replace(payload, text=red[0], words=words)
         if isinstance(new, TranscriptPartial):
-            new = replace(new, stable_text=redact(new.stable_text, lang))
-        return replace(event, payload=new)
+            new = replace(new, stable_text=red[1])
+        out = [replace(event, payload=new)]
+        for c in corrections:
+            fix = TranscriptRedacted(c.text, c.words, c.lang, c.segment)
+            out.append(Event("transcript.redacted", self.call_id, event.channel, c.t_start, c.t_end, fix))
+        return out
 
     # ------------------------------------------------------------------ alerts
 

@@ -17,6 +17,7 @@ from sidecar.events import (
     Suggestion,
     TranscriptFinal,
     TranscriptPartial,
+    TranscriptRedacted,
     Whisper,
 )
 
@@ -45,6 +46,8 @@ def render(event: Event, colour: bool = False) -> str | None:
         return paint(_DIM, f"{stamp} {who} … {p.text}")
     if isinstance(p, TranscriptFinal):
         return f"{stamp} " + paint(_COLOURS.get(event.channel or "", ""), f"{who} {p.text}")
+    if isinstance(p, TranscriptRedacted):
+        return paint(_DIM, f"{stamp} {who} (segment {p.segment} redacted) {p.text}")
     if isinstance(p, Alert):
         what = p.step or p.category
         return paint(_SEVERITY.get(p.severity, _BOLD), f"{stamp} ! {p.severity.upper()} {what}: {p.message}"

@@ -21,6 +21,7 @@ EventType: TypeAlias = Literal[
     "call.ended",
     "transcript.partial",
     "transcript.final",
+    "transcript.redacted",
     "alert",
     "checklist",
     "intent",
@@ -101,6 +102,18 @@ class TranscriptFinal:
     segment: int
     prosody: Prosody | None = None
     timing: Literal["asr", "estimated"] = "asr"
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptRedacted:
+    """A correction of an earlier ``transcript.final`` of the same channel and ``segment``: its text
+    and words redacted again, because a later utterance completed a number read across the two
+    (a card in two halves). It replaces that final's text and words wherever they are shown or kept."""
+
+    text: str
+    words: tuple[Word, ...]
+    lang: str
+    segment: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +208,7 @@ Payload: TypeAlias = (
     | CallEnded
     | TranscriptPartial
     | TranscriptFinal
+    | TranscriptRedacted
     | Alert
     | Checklist
     | Intent
@@ -210,6 +224,7 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
     "call.ended": CallEnded,
     "transcript.partial": TranscriptPartial,
     "transcript.final": TranscriptFinal,
+    "transcript.redacted": TranscriptRedacted,
     "alert": Alert,
     "checklist": Checklist,
     "intent": Intent,

@@ -669,3 +669,29 @@ def test_api_docs_are_served_without_a_cdn(hardened: Hardened) -> None:
             assert len(r.content) > 10_000
         assert c.get("/redoc").status_code == 404  # ReDoc would load from a CDN
         assert c.get("/openapi.json").json()["openapi"].startswith("3.")
+
+
+def test_metrics_need_no_token_and_hold_no_call_token_or_text(hardened: Hardened) -> None:
+    """docs/api.md "Operations": /metrics answers without a token, by choice, because it holds only
+    counts by route template, status and event type: after a call, no call id, name, token or text."""
+    import re
+
+    r = hardened.start_call("short.jsonl")
+    assert r.status_code == 201, r.text
+    call_id = r.json()["call_id"]
+    hardened.wait_ended(call_id)
+    with httpx.Client(base_url=hardened.base, timeout=30) as c:
+        c.get(f"/v1/calls/{call_id}", headers={"Authorization": f"Bearer {UNKNOWN_TOKEN}"})  # a 401, counted
+        resp = c.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/plain")
+    body = resp.text
+    assert 'type="transcript.final"' in body  # the call was counted, by event type only
+    assert "/v1/calls/{call_id}" in body  # routes by their template
+    assert call_id not in body
+    for token, name in TOKENS.values():
+        assert token not in body
+        assert re.search(rf"\b{re.escape(name)}\b", body) is None, name
+    assert UNKNOWN_TOKEN not in body
+    for text in ("Hello, how can I help?", "Where is my refund?", "refund", "short.jsonl", "alice"):
+        assert text not in body, text

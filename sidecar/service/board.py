@@ -30,6 +30,7 @@ from sidecar.events import (
     Score,
     Suggestion,
     TranscriptFinal,
+    TranscriptRedacted,
     Whisper,
     plain,
 )
@@ -143,7 +144,13 @@ class CallState:
             self.queue = p.meta.get("queue", "")
             return True
         if isinstance(p, TranscriptFinal):
-            self.transcript.append({**head, "text": p.text, "lang": p.lang})
+            self.transcript.append({**head, "text": p.text, "lang": p.lang, "segment": p.segment})
+            return False
+        if isinstance(p, TranscriptRedacted):  # a number completed later: the final's text is redacted again
+            for item in reversed(self.transcript):
+                if item["channel"] == event.channel and item.get("segment") == p.segment:
+                    item["text"] = p.text
+                    break
             return False
         if isinstance(p, Alert):
             self.alerts.append({**head, **plain(p)})

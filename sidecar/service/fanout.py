@@ -6,6 +6,10 @@ when it wakes it takes everything past its cursor as one chunk, so a stream that
 catches up in one write, and a busy call costs each subscriber one wake-up per batch rather than
 a task, a queue and a serialisation per event.
 
+A ``transcript.redacted`` correction (a number read across two utterances, redacted after the
+first was sent) also rewrites the ring's copies of that segment's partials and final, so a stream
+that starts or resumes later replays the redacted text only.
+
 Drop policy: none. A cursor older than the ring gets ``SubscriberLaggedError`` (the stream tells
 the browser to re-read the call). A feed is dropped as soon as nobody follows it (a later
 follower starts a new one from the bus's retained log).
@@ -16,14 +20,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from sidecar.bus import Bus, SubscriberLaggedError
+from sidecar.events import Event, TranscriptFinal, TranscriptPartial, TranscriptRedacted
 from sidecar.service.sse import SseMessage
 
 log = logging.getLogger(__name__)
 RETAIN = 20_000
+SEGMENTS = 16  # recent speech segments whose transcript events a correction may rewrite
+
+
+def _encode(event: Event) -> bytes:
+    return SseMessage(event.seq, event.type, event.to_json()).encode()
 
 
 class CallFeed:
@@ -34,13 +45,15 @@ class CallFeed:
         self.ended = False
         self.failed: BaseException | None = None
         self._waiters: set[asyncio.Future[None]] = set()
+        self._segments: OrderedDict[tuple[str | None, int], list[Event]] = OrderedDict()
         self.followers = 0
         self._task = asyncio.create_task(self._read(bus), name=f"feed:{call_id}")
 
     async def _read(self, bus: Bus) -> None:
         try:
             async for event in bus.subscribe(self.call_id, after_seq=0):
-                self._ring.append((event.seq, SseMessage(event.seq, event.type, event.to_json()).encode()))
+                self._keep_segment(event)
+                self._ring.append((event.seq, _encode(event)))
                 self.last_seq = event.seq
                 self._wake()
         except asyncio.CancelledError:
@@ -50,6 +63,28 @@ class CallFeed:
             self.failed = exc
         self.ended = True
         self._wake()
+
+    def _keep_segment(self, event: Event) -> None:
+        """Remember the recent segments' transcript events; apply a correction to those sent."""
+        p = event.payload
+        if isinstance(p, TranscriptPartial | TranscriptFinal):
+            key = (event.channel, p.segment)
+            self._segments.setdefault(key, []).append(event)
+            self._segments.move_to_end(key)
+            while len(self._segments) > SEGMENTS:
+                self._segments.popitem(last=False)
+        elif isinstance(p, TranscriptRedacted):
+            for old in self._segments.get((event.channel, p.segment), []):
+                q = old.payload
+                if isinstance(q, TranscriptPartial):
+                    new = replace(old, payload=replace(q, text=p.text, stable_text=p.text, words=p.words))
+                elif isinstance(q, TranscriptFinal):
+                    new = replace(old, payload=replace(q, text=p.text, words=p.words))
+                else:
+                    continue
+                i = old.seq - self._ring[0][0] if self._ring else -1
+                if 0 <= i < len(self._ring) and self._ring[i][0] == old.seq:
+                    self._ring[i] = (old.seq, _encode(new))
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, set()

@@ -251,6 +251,9 @@ export class CallView {
       case "transcript.final":
         this.addFinal(p);
         break;
+      case "transcript.redacted":
+        this.redactFinal(p);
+        break;
       case "alert":
         this.addAlert(p, { live: true });
         break;
@@ -301,7 +304,7 @@ export class CallView {
     const keep = this.scrollKeeper();
     const ch = f.channel || "unknown";
     const t = Number(f.t_start ?? f.t_end ?? 0);
-    const el = fromHtml(html`<div class="final ch-${ch}" data-seq="${f.seq}" data-channel="${ch}" data-t="${t}">
+    const el = fromHtml(html`<div class="final ch-${ch}" data-seq="${f.seq}" data-channel="${ch}" data-segment="${f.segment ?? ""}" data-t="${t}">
       <span class="who">${CHANNEL_LABEL[ch] || ch}</span><span class="when">${fmtTime(t)}</span>
       <span class="text">${f.text}</span></div>`);
     // keep conversation order by start time; partials stay at the end
@@ -320,6 +323,16 @@ export class CallView {
     const empty = tr.querySelector(".empty");
     if (empty) empty.remove();
     keep();
+  }
+
+  // A number read across two utterances: the earlier final, already shown, comes again redacted.
+  redactFinal(p) {
+    const tr = this.el("transcript");
+    if (!tr) return;
+    const ch = p.channel || "unknown";
+    const sel = `.final[data-channel="${CSS.escape(ch)}"][data-segment="${CSS.escape(String(p.segment ?? ""))}"] .text`;
+    const shown = tr.querySelectorAll(sel);
+    if (shown.length) shown[shown.length - 1].textContent = String(p.text ?? "");
   }
 
   setPartial(p) {

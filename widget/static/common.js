@@ -17,6 +17,7 @@ export const CALL_EVENT_TYPES = [
   "call.ended",
   "transcript.partial",
   "transcript.final",
+  "transcript.redacted",
   "alert",
   "checklist",
   "intent",
