@@ -3,6 +3,7 @@ at most one hit per intent name (the first rule wins), most confident first."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coach.compiled import CompiledIntent, CompiledRules
@@ -32,15 +33,20 @@ def detect_intents(window: Window, rules: CompiledRules, units: Units) -> list[I
         # a lexical hit keeps the rule's confidence; a semantic one scales with its similarity margin
         confidence = r.confidence if hit.score >= 1.0 else round(r.confidence * min(1.0, hit.score), 3)
         found[r.intent] = IntentFinding(rule, hit, confidence)
-    return primary(list(found.values()))
+    return primary(list(found.values()), units.sentences)
 
 
 # One primary intent per utterance: the most specific reading of the words wins (an escalation
 # request usually also complains; sarcasm is a complaint said the other way round).
 PRIORITY = ("escalation_request", "cancel_threat", "refund_request", "implicit_complaint", "complaint")
+# A turn with two needs ("the app keeps logging me out. And while I'm on, can I change my plan?")
+# carries a second intent when another sentence of it asks for something else: a request or a
+# question, never a second grievance (a grievance comes with most requests; it is not a need).
+SECOND_NEEDS = frozenset({"escalation_request", "cancel_threat", "refund_request", "info_request"})
 
 
-def primary(found: list[IntentFinding]) -> list[IntentFinding]:
+def primary(found: list[IntentFinding], sentences: Sequence[str] = ()) -> list[IntentFinding]:
+    """The primary intent, then at most one second need read in another sentence of the turn."""
     if not found:
         return []
     rank = {name: i for i, name in enumerate(PRIORITY)}
@@ -49,4 +55,19 @@ def primary(found: list[IntentFinding]) -> list[IntentFinding]:
     if not others:
         return informational[:1]
     others.sort(key=lambda f: (rank.get(f.rule.rule.intent, len(PRIORITY)), -f.confidence))
-    return others[:1]
+    first = others[0]
+    for f in (*others[1:], *informational):
+        if f.rule.rule.intent not in SECOND_NEEDS:
+            continue
+        where, there = _sentence_of(f.hit.evidence, sentences), _sentence_of(first.hit.evidence, sentences)
+        if where is not None and there is not None and where != there:
+            return [first, f]
+    return [first]
+
+
+def _sentence_of(evidence: str, sentences: Sequence[str]) -> int | None:
+    """Which sentence of the turn carries the evidence (None: the whole turn, or unknown)."""
+    evidence = evidence.strip()
+    if len(sentences) < 2 or not evidence:
+        return None
+    return next((i for i, s in enumerate(sentences) if evidence in s), None)

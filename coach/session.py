@@ -42,6 +42,7 @@ from sidecar.events import (
 
 HISTORY = 64  # finals kept for context conditions and the hold lookback
 EARLY_WORDS = 10  # committed words of a customer turn before a procedure is looked for
+CONTINUATION_S = 1.5  # a speaker's pause shorter than this, nobody else speaking: one turn cut in two
 
 
 class CoachSession:
@@ -88,6 +89,17 @@ class CoachSession:
         self.rules = rules
         self.judge = judge
 
+    def _continued(self, utt: Utterance) -> str | None:
+        """The speaker's previous final when this utterance goes on with it: the voice-activity
+        detector cut one turn at a short breath ("...you won't lose a cent." / "Not one client has
+        lost money.") and the other side said nothing in between."""
+        if not self.history:
+            return None
+        last = self.history[-1]
+        if last.channel != utt.channel or utt.t_start - last.t_end > CONTINUATION_S:
+            return None
+        return last.text
+
     def _read(self, utt: Utterance, units: Units) -> Reading | None:
         """The judge's reading of an utterance: the whole of it and each sentence. A partial is
         read for the fatal categories only (they must reach the agent before the turn ends)."""
@@ -95,7 +107,10 @@ class CoachSession:
         if self.judge is None or (not utt.final and (utt.channel != "agent" or not fatal)):
             return None
         parts = list(units.sentences)
-        reading = self.judge.read([utt.text, *parts] if len(parts) > 1 else [utt.text], utt.channel)
+        texts = [utt.text, *parts] if len(parts) > 1 else [utt.text]
+        if (before := self._continued(utt)) is not None:  # a claim spread over the cut is read whole
+            texts.append(before + ("" if utt.lang == "zh" else " ") + utt.text)
+        reading = self.judge.read(texts, utt.channel)
         if reading is None:
             self.judge_misses += 1
             return None

@@ -244,3 +244,61 @@ async def test_a_pack_category_reaches_running_calls_and_its_edits_on_reload(tmp
     assert await asyncio.to_thread(coach.reload_if_changed)
     out = await asyncio.to_thread(session.process, _final("what an idiot you are", t=5.0, seg=2))
     assert [e.payload.message for e in out if e.type == "alert"] == ["Apologise now."]  # type: ignore[union-attr]
+
+
+class _FixedJudge(Judge):
+    """A spy with a fixed reading: records what the session asks it to read, so the session's own
+    contract (which words are read together, what becomes an intent) is tested apart from the model."""
+
+    def __init__(self, scores: dict[str, float], evidence: dict[str, str]) -> None:
+        super().__init__(())
+        self.scores, self.evidence, self.asked = scores, evidence, []
+
+    def read(self, units, channel):
+        self.asked.append(list(units))
+        return Reading(self.scores, self.evidence, None, 1.0, dict.fromkeys(self.scores, 0.5))
+
+
+def _session_with(judge: Judge) -> CoachSession:
+    coach = Coach(judge=False)
+    return CoachSession("c1", "en", coach.compiled, coach.embedder, judge=JudgeRunner(judge, budget_s=5.0))
+
+
+def test_a_turn_with_two_needs_carries_two_intents() -> None:
+    first = "The invoice for March was taken twice from my account and I want the second one back."
+    second = "And while I have you, how do I add my daughter as a second user?"
+    spy = _FixedJudge({"refund_request": 0.97, "info_request": 0.9, "complaint": 0.8},
+                      {"refund_request": first, "info_request": second, "complaint": first})  # fmt: skip
+    out = _session_with(spy).process(_final(f"{first} {second}", channel="customer"))
+    assert [e.payload.intent for e in out if e.type == "intent"] == ["refund_request", "info_request"]  # type: ignore[union-attr]
+
+
+def test_one_need_read_twice_in_the_same_words_is_one_intent() -> None:
+    said = (
+        "Honestly, if the fee stays I'm taking every account I have to another bank, and I want it refunded."
+    )
+    spy = _FixedJudge(
+        {"cancel_threat": 0.95, "refund_request": 0.9}, {"cancel_threat": said, "refund_request": said}
+    )
+    out = _session_with(spy).process(_final(said, channel="customer"))
+    assert [e.payload.intent for e in out if e.type == "intent"] == ["cancel_threat"]  # type: ignore[union-attr]
+
+
+def test_a_turn_cut_at_a_breath_is_also_read_whole() -> None:
+    """The detector split the agent's turn at a short pause: the judge reads the two pieces together
+    too (a claim spread over the cut), but never across the other speaker's words or a long pause."""
+    spy = _FixedJudge({}, {})
+    session = _session_with(spy)
+    session.process(
+        _final("Between you and me this fund has never had a bad year.", t=1.0, seg=1)
+    )  # ends at 3.0
+    session.process(_final("So you can't really lose on it.", t=3.8, seg=2))
+    assert (
+        "Between you and me this fund has never had a bad year. So you can't really lose on it."
+        in spy.asked[-1]
+    )
+    session.process(_final("Is that right?", channel="customer", t=6.0, seg=1))
+    session.process(_final("Yes, and the fees are low too.", t=8.5, seg=3))
+    assert len(spy.asked[-1]) == 1  # the customer spoke in between: read alone
+    session.process(_final("I can send you the details by email.", t=14.0, seg=4))
+    assert len(spy.asked[-1]) == 1  # a long pause: a new turn
