@@ -65,6 +65,39 @@ TABLES: dict[str, dict[str, tuple[str, list[str], list[str]]]] = {
                 "Past performance isn't a reliable guide to what the watch will be worth.",
             ],
         ),
+        "refund_request": (
+            "customer",
+            [
+                "The plumber never showed up on Saturday, so I'd like the call-out fee put back on my card.",
+                "Half the course sessions were cancelled, surely I'm owed something for those?",
+            ],
+            [
+                "How long does a refund normally take to show up once it's approved?",
+                "The money for the cancelled tickets arrived this morning, thanks for that.",
+            ],
+        ),
+        "cancel_threat": (
+            "customer",
+            [
+                "If the price goes up again in January I'm taking the whole family's plans elsewhere.",
+                "Honestly I'm this close to closing everything and going with your competitor.",
+            ],
+            [
+                "I need to cancel Thursday's dentist appointment, something came up at work.",
+                "What's the notice period if I ever wanted to end the lease early?",
+            ],
+        ),
+        "escalation_request": (
+            "customer",
+            [
+                "I'm not discussing this with you any further, put me through to your manager.",
+                "I want a formal complaint opened and I'll be writing to the ombudsman as well.",
+            ],
+            [
+                "Could you transfer me to the billing team, please? It's about an invoice.",
+                "Can someone call me back after five? I'm at work until then.",
+            ],
+        ),
     },
     "zh": {
         "abuse": (
@@ -89,6 +122,21 @@ TABLES: dict[str, dict[str, tuple[str, list[str], list[str]]]] = {
                 "优惠到本月底结束，具体条件我发短信给您看一下。",
             ],
         ),
+        "refund_request": (
+            "customer",
+            ["健身房装修关了一个月，这个月的会费是不是该退给我？"],
+            ["退款已经到账了，谢谢你们处理得这么快。"],
+        ),
+        "cancel_threat": (
+            "customer",
+            ["再这样下去我就不续了，换一家学校算了。"],
+            ["我想把下周二的预约取消一下，改到周五可以吗？"],
+        ),
+        "escalation_request": (
+            "customer",
+            ["这件事你处理不了，让你们主管来接电话。"],
+            ["麻烦帮我转一下售后部门，我问问保修的事。"],
+        ),
     },
 }
 
@@ -101,7 +149,8 @@ def judge() -> Judge:
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_fresh_paraphrases_are_read_by_meaning(judge: Judge, lang: str) -> None:
     """At the pack's thresholds: at least half of each language's fresh positives are read as their
-    label (measured when written: en 6 of 10, zh 2 of 4), and almost no hard negative is."""
+    label (measured with the round-3 corpus: en 11 of 16, zh 7 of 7; none of the 22 hard negatives),
+    and almost no hard negative is."""
     hits, total, false, negatives = [], 0, [], 0
     for label, (channel, positives, hard) in TABLES[lang].items():
         hits += [(label, s) for s in positives if judge.read([s], channel).carries(label)]
