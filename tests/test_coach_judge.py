@@ -301,7 +301,8 @@ class _FixedJudge(Judge):
 
     def __init__(self, scores: dict[str, float], evidence: dict[str, str]) -> None:
         super().__init__(())
-        self.scores, self.evidence, self.asked = scores, evidence, []
+        self.scores, self.evidence = scores, evidence
+        self.asked: list[list[str]] = []
 
     def read(self, units, channel):
         self.asked.append(list(units))
