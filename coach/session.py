@@ -91,8 +91,8 @@ class CoachSession:
 
     def _continued(self, utt: Utterance) -> str | None:
         """The speaker's previous final when this utterance goes on with it: the voice-activity
-        detector cut one turn at a short breath ("...you won't lose a cent." / "Not one client has
-        lost money.") and the other side said nothing in between."""
+        detector cut one turn at a short breath ("The pension pot is ring-fenced." / "So whatever
+        the markets do, you get it all back.") and the other side said nothing in between."""
         if not self.history:
             return None
         last = self.history[-1]

@@ -324,9 +324,7 @@ def test_a_turn_with_two_needs_carries_two_intents() -> None:
 
 
 def test_one_need_read_twice_in_the_same_words_is_one_intent() -> None:
-    said = (
-        "Honestly, if the fee stays I'm taking every account I have to another bank, and I want it refunded."
-    )
+    said = "If you put the price up again I'll move all three of our subscriptions elsewhere, and I want it refunded."
     spy = _FixedJudge(
         {"cancel_threat": 0.95, "refund_request": 0.9}, {"cancel_threat": said, "refund_request": said}
     )
@@ -339,12 +337,10 @@ def test_a_turn_cut_at_a_breath_is_also_read_whole() -> None:
     too (a claim spread over the cut), but never across the other speaker's words or a long pause."""
     spy = _FixedJudge({}, {})
     session = _session_with(spy)
-    session.process(
-        _final("Between you and me this fund has never had a bad year.", t=1.0, seg=1)
-    )  # ends at 3.0
-    session.process(_final("So you can't really lose on it.", t=3.8, seg=2))
+    session.process(_final("The pension pot is ring-fenced from the markets.", t=1.0, seg=1))  # ends at 3.0
+    session.process(_final("So whatever happens you get it all back.", t=3.8, seg=2))
     assert (
-        "Between you and me this fund has never had a bad year. So you can't really lose on it."
+        "The pension pot is ring-fenced from the markets. So whatever happens you get it all back."
         in spy.asked[-1]
     )
     session.process(_final("Is that right?", channel="customer", t=6.0, seg=1))
