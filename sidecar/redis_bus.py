@@ -280,7 +280,12 @@ class RedisStreamsBus:
         for attempt in range(_READ_RETRIES + 1):
             try:
                 return await command()
-            except (RedisConnectionError, RedisTimeoutError):
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # a cancel that landed inside the client can surface as a connection error:
+                    # retrying would swallow it and the subscriber would never stop
+                    raise asyncio.CancelledError from exc
                 if attempt == _READ_RETRIES:
                     raise
                 await asyncio.sleep(0.1 * 2**attempt)
