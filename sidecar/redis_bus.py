@@ -273,6 +273,9 @@ class RedisStreamsBus:
         reply = await self._read(
             lambda: self._redis.xread({key: position}, count=_READ_BATCH, block=self._block_ms)
         )
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # a cancel the client swallowed and retried past
+            raise asyncio.CancelledError
         return _entries(reply)
 
     async def _read(self, command: Callable[[], Awaitable[_T]]) -> _T:
