@@ -273,8 +273,7 @@ class RedisStreamsBus:
         reply = await self._read(
             lambda: self._redis.xread({key: position}, count=_READ_BATCH, block=self._block_ms)
         )
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():  # a cancel the client swallowed and retried past
+        if _cancelling():  # a cancel the client swallowed and retried past: the subscriber stops here
             raise asyncio.CancelledError
         return _entries(reply)
 
@@ -284,10 +283,7 @@ class RedisStreamsBus:
             try:
                 return await command()
             except (RedisConnectionError, RedisTimeoutError) as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    # a cancel that landed inside the client can surface as a connection error:
-                    # retrying would swallow it and the subscriber would never stop
+                if _cancelling():  # a cancel that landed inside the client surfaced as this error
                     raise asyncio.CancelledError from exc
                 if attempt == _READ_RETRIES:
                     raise
@@ -402,3 +398,9 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _cancelling() -> bool:
+    """Whether the running task has a cancel pending (retrying a read then would swallow it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
