@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidecar.bus import ALL_CALLS, SubscriberLaggedError
 from sidecar.events import CallEnded
-from sidecar.service import routes_calls, routes_kb, routes_rules
+from sidecar.service import routes_calls, routes_history, routes_kb, routes_rules
 from sidecar.service.auth import Principal
 from sidecar.service.board import CallBoard
 from sidecar.service.config import ServiceConfig, Services, build_services
@@ -34,6 +34,7 @@ from sidecar.service.context import AppContext, Metrics, authorize
 from sidecar.service.limits import RequestGate, validation_error
 from sidecar.service.live import LiveCalls
 from sidecar.service.logs import install_scrubber
+from sidecar.store.service import start_call_store
 from sidecar.taps.audiosocket import start_audiosocket_server
 from sidecar.taps.livekit import close_livekit_tap
 from sidecar.taps.routes import routers as tap_routers
@@ -78,6 +79,7 @@ async def end_calls(app: FastAPI) -> None:
 def create_app(config: ServiceConfig | None = None, services: Services | None = None) -> FastAPI:
     cfg = config or ServiceConfig.from_env()
     install_scrubber()  # no query string, token or password in any log line, from any logger
+    from sidecar.service import routes_llm  # the optional language model (coach/llm)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,6 +93,8 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
             await ping()  # a Redis bus that cannot be reached: fail at start, with its URL
         ctx.spawn(follow_bus(ctx), "board")
         ctx.spawn(built.coach.watch(), "rules-watch")
+        ctx.spawn(routes_llm.run_llm(app, ctx), "llm")  # summaries, replies, post-call notes
+        await start_call_store(app, ctx, cfg.data_dir)  # ended calls are stored (sidecar/store)
         if cfg.preload_lang:
             await asyncio.to_thread(live.engine.preload, cfg.preload_lang)
         install_webrtc_tap(app)  # ICE settings applied (or refused) before any call
@@ -128,6 +132,8 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
     app.include_router(routes_calls.router)
     app.include_router(routes_kb.router)
     app.include_router(routes_rules.router)
+    app.include_router(routes_llm.router)
+    app.include_router(routes_history.router)
     for tap in tap_routers:
         app.include_router(tap)
     _operations(app)

@@ -21,7 +21,7 @@ import yaml
 
 from sidecar.errors import ConfigError
 
-Role: TypeAlias = Literal["agent", "supervisor", "knowledge_manager", "integrator", "admin"]
+Role: TypeAlias = Literal["agent", "supervisor", "knowledge_manager", "integrator", "admin", "qa"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
 Permission: TypeAlias = Literal[
@@ -36,14 +36,29 @@ Permission: TypeAlias = Literal[
     "rules.read",
     "rules.write",
     "taps.connect",
+    "history.read",  # stored calls: agents only their own
+    "history.read_all",
+    "history.review",  # verdicts on stored alerts
+    "history.rules",  # per-rule precision from verdicts
+    "history.erase",  # erasure by customer reference
+    "history.audit",  # the call store's audit log
 ]
 
+# the call store: what QA reviewers do with it, and what only supervisors (and admins) may
+_HISTORY_REVIEW: frozenset[Permission] = frozenset(
+    {"history.read", "history.read_all", "history.review", "history.rules"}
+)
+_HISTORY_ADMIN: frozenset[Permission] = frozenset({"history.erase", "history.audit"})
+_SUPERVISOR_LIVE: frozenset[Permission] = frozenset(
+    {"calls.read", "calls.read_all", "calls.control", "floor.read", "kb.read", "kb.search", "kb.feedback"}
+)
 ALLOWED: dict[Role, frozenset[Permission]] = {
-    "agent": frozenset({"calls.read", "kb.search", "kb.feedback"}),
-    "supervisor": frozenset(
-        {"calls.read", "calls.read_all", "calls.control", "floor.read", "kb.read", "kb.search", "kb.feedback"}
+    "agent": frozenset({"calls.read", "kb.search", "kb.feedback", "history.read"}),
+    "supervisor": _SUPERVISOR_LIVE | _HISTORY_REVIEW | _HISTORY_ADMIN,
+    "knowledge_manager": frozenset(
+        {"kb.read", "kb.search", "kb.write", "rules.read", "rules.write", "history.rules"}
     ),
-    "knowledge_manager": frozenset({"kb.read", "kb.search", "kb.write", "rules.read", "rules.write"}),
+    "qa": _HISTORY_REVIEW | frozenset({"rules.read"}),
     "integrator": frozenset({"taps.connect"}),
     "admin": frozenset(get_args(Permission)),
 }

@@ -1,0 +1,1 @@
+"""Alembic migrations of the call store (applied by ``sidecar.store.migrate``)."""

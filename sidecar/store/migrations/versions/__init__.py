@@ -1,0 +1,1 @@
+"""Alembic revisions of the call store, oldest first."""
