@@ -96,6 +96,9 @@ def batch_text(model: Any, call: AudioCall, channel: Channel, lang: str) -> str:
     return " ".join(s.text.strip() for s in segments)
 
 
+RENDERS = Path.home() / ".cache" / "agent-assist" / "renders"  # outside the repo: renders are large
+
+
 class BenchSetupError(Exception):
     """Something to install before the bench can run; printed as one line."""
 

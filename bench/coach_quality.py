@@ -2,13 +2,17 @@
 
     .venv/bin/python bench/coach_quality.py ../shared/callsets/dev2 [--lang zh] [--ids a,b]
     .venv/bin/python bench/coach_quality.py CALLSET --json out.json --show-errors
+    .venv/bin/python bench/coach_quality.py CALLSET --mode audio --voices kokoro --kokoro-dir DIR [--realtime]
 
 The same path as ``assist replay CALL.jsonl --kb KB.jsonl`` (text mode: each turn a final at its
 end): the rule pack, the judge and the knowledge panel are loaded once, then every call is
 replayed through ``CoachSink`` on an in-memory bus. The figures are not recomputed here: each
 call's events are written to a folder, and ``evaluate.py`` itself is run over that folder with
 ``--cmd`` pointing at this script's ``--print-events`` mode, so the bench and the scorer agree by
-construction (same turn timeline, same attribution, same summary). ``--show-errors`` lists each
+construction (same turn timeline, same attribution, same summary). ``--mode audio`` renders the
+calls (espeak-ng or Kokoro neural voices, cached under ~/.cache/agent-assist/renders, shared with
+bench/asr_stream.py) and lets evaluate.py run ``assist replay`` on each WAV with the call's
+language (``--realtime``: at the call's own pace, with alert latency). ``--show-errors`` lists each
 false and missed violation / intent with the agent's or customer's words (redacted evidence).
 """
 
@@ -52,6 +56,12 @@ def main() -> int:
     parser.add_argument("--evaluate", type=Path, help="the scorer (default: evaluate.py beside the call set)")
     parser.add_argument("--json", type=Path, help="write the summary here too")
     parser.add_argument("--show-errors", action="store_true", help="list false and missed labels")
+    parser.add_argument("--mode", choices=("text", "audio"), default="text")
+    parser.add_argument(
+        "--voices", choices=("espeak", "kokoro"), default="kokoro", help="audio mode's renderer"
+    )
+    parser.add_argument("--kokoro-dir", type=Path, default=Path(os.environ["KOKORO_DIR"]) if os.environ.get("KOKORO_DIR") else None)  # fmt: skip
+    parser.add_argument("--realtime", action="store_true", help="audio mode at the calls' own pace")
     parser.add_argument("--print-events", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--events-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--kb", type=Path, help=argparse.SUPPRESS)  # passed by evaluate.py, unused
@@ -61,6 +71,8 @@ def main() -> int:
         return print_events(args.print_events, args.events_dir)
     if args.callset is None:
         parser.error("CALLSET is required")
+    if args.mode == "audio":
+        return audio_mode(args)
 
     from coach.engine import Coach
     from knowledge.policy import StoreKnowledge, default_policy
@@ -118,6 +130,25 @@ def main() -> int:
     if args.json:
         args.json.write_text(text, encoding="utf-8")
     return 0
+
+
+def audio_mode(args: argparse.Namespace) -> int:
+    """evaluate.py in audio mode over ``assist replay`` (a process a call: models load per call)."""
+    from bench.asr_stream import RENDERS, BenchSetupError, renderer
+
+    try:
+        render, env = renderer(args.voices, args.callset, args.kokoro_dir)
+    except BenchSetupError as e:
+        print(f"coach_quality: {e}", file=sys.stderr)
+        return 1
+    evaluate_py = args.evaluate or args.callset.resolve().parent / "evaluate.py"
+    assist = Path(sys.executable).parent / "assist"
+    scorer = [sys.executable, str(evaluate_py), str(args.callset), "--mode", "audio", "--cmd", f"{assist} replay",
+              "--synth-cmd", " ".join(render), "--work", str(RENDERS / args.voices)]  # fmt: skip
+    for flag, value in (("--ids", args.ids), ("--lang", args.lang), ("--json", args.json)):
+        scorer += [flag, str(value)] if value else []
+    scorer += ["--realtime"] if args.realtime else []
+    return subprocess.run(scorer, env={**os.environ, **env}, check=False).returncode
 
 
 def show_errors(
