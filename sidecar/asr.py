@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
+import opencc
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
@@ -56,6 +57,29 @@ def strip_prompt_echo(words: tuple[Word, ...], prompt: str) -> tuple[Word, ...]:
         if not target.startswith(said):
             return words
     return () if said else words  # all of it was (part of) the prompt
+
+
+_T2S = opencc.OpenCC("t2s")
+_T2S_LOCK = threading.Lock()
+
+
+def to_simplified(words: tuple[Word, ...]) -> tuple[Word, ...]:
+    """Whisper writes Traditional characters now and then even with a Simplified prompt (the
+    pipeline, the coach's corpus and the agent all read Simplified). OpenCC's t2s over the whole
+    hypothesis, so phrase rules see context, split back by word; per word if a length changed."""
+    if not words:
+        return words
+    with _T2S_LOCK:
+        joined = _T2S.convert("".join(w.text for w in words))
+        if len(joined) != sum(len(w.text) for w in words):
+            return tuple(replace(w, text=_T2S.convert(w.text)) for w in words)
+    out, i = [], 0
+    for w in words:
+        out.append(
+            w if joined[i : i + len(w.text)] == w.text else replace(w, text=joined[i : i + len(w.text)])
+        )
+        i += len(w.text)
+    return tuple(out)
 
 
 def collapse_repeats(words: tuple[Word, ...], min_phrase: int = 3) -> tuple[Word, ...]:
@@ -180,7 +204,7 @@ class WhisperRecognizer:
             () if silent or not tokens else collapse_repeats(self._align(tokenizer, tokens, encoded, content))
         )
         if lang == "zh":
-            words = strip_prompt_echo(words, SIMPLIFIED_CHINESE_PROMPT)
+            words = to_simplified(strip_prompt_echo(words, SIMPLIFIED_CHINESE_PROMPT))
         return Hypothesis(
             words=words,
             text=join_words(words, lang),

@@ -136,3 +136,21 @@ def test_an_echo_of_the_prompt_is_dropped():
     )
     assert "".join(w.text for w in strip_prompt_echo(chars("我想退款"), prompt)) == "我想退款"
     assert "".join(w.text for w in strip_prompt_echo(chars("以下"), prompt)) == ""
+
+
+def test_traditional_characters_come_out_simplified_with_their_times():
+    from sidecar.asr import to_simplified
+
+    words = (
+        Word("請", 0.0, 0.2),
+        Word("幫我", 0.2, 0.5),
+        Word("查", 0.5, 0.6),
+        Word("頭髮", 0.6, 1.0),
+        Word("OK", 1.0, 1.2),
+    )
+    out = to_simplified(words)
+    assert [w.text for w in out] == ["请", "帮我", "查", "头发", "OK"]
+    assert [(w.t_start, w.t_end) for w in out] == [(w.t_start, w.t_end) for w in words]
+    assert to_simplified(()) == ()
+    simplified = (Word("我想", 0.0, 0.4), Word("退款", 0.4, 0.8))
+    assert to_simplified(simplified) == simplified
