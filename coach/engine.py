@@ -63,8 +63,13 @@ class Coach:
         )
         return JudgeRunner(judge, budget_s())
 
-    def session(self, call_id: str, lang: str, knowledge: SuggestionPolicy | None = None) -> CoachSession:
-        session = CoachSession(call_id, lang, self.compiled, self.embedder, knowledge, judge=self.judge)
+    def session(
+        self, call_id: str, lang: str, knowledge: SuggestionPolicy | None = None, *, dead_air: bool = True
+    ) -> CoachSession:
+        """``dead_air``: coach silences (a live call); off for a text chat, whose typing gaps are not."""
+        session = CoachSession(
+            call_id, lang, self.compiled, self.embedder, knowledge, judge=self.judge, dead_air=dead_air
+        )
         self._sessions[call_id] = session
         return session
 

@@ -55,8 +55,11 @@ class CoachSession:
         knowledge: SuggestionPolicy | None = None,
         *,
         judge: JudgeRunner | None = None,
+        dead_air: bool = True,
     ) -> None:
         self.call_id = call_id
+        # silences are coached (off for a text chat: a typing gap is not dead air)
+        self.dead_air = dead_air
         self.judge = judge
         self.judge_misses = 0  # utterances the judge did not read in time (or failed on)
         self.judge_ms: list[float] = []
@@ -271,7 +274,7 @@ class CoachSession:
         return [Event("alert", self.call_id, channel, finding.t_start, finding.t_end, payload)]
 
     def _dead_air(self, gap_start: float, gap_end: float) -> list[Event]:
-        if self.dead_air_from == gap_start or not self.history:
+        if not self.dead_air or self.dead_air_from == gap_start or not self.history:
             return []
         finding = detect_dead_air(tuple(self.history), gap_start, gap_end, self.rules, self.history[-1].lang)
         if finding is None:

@@ -27,9 +27,16 @@ class CoachSink:
     """``emit`` for one call: an async callable taking raw events."""
 
     def __init__(
-        self, coach: Coach, bus: Bus, *, tick_s: float = 0.5, knowledge: SuggestionPolicy | None = None
+        self,
+        coach: Coach,
+        bus: Bus,
+        *,
+        tick_s: float = 0.5,
+        knowledge: SuggestionPolicy | None = None,
+        dead_air: bool = True,
     ) -> None:
         self.coach = coach
+        self.dead_air = dead_air  # coach silences (off for a text chat)
         self.knowledge = knowledge
         self.bus = bus
         self.tick_s = tick_s
@@ -42,7 +49,9 @@ class CoachSink:
         async with self._lock:
             if event.type == "call.started":
                 assert isinstance(event.payload, CallStarted)
-                self.session = self.coach.session(event.call_id, event.payload.lang, self.knowledge)
+                self.session = self.coach.session(
+                    event.call_id, event.payload.lang, self.knowledge, dead_air=self.dead_air
+                )
                 published = await self.bus.publish(event)
                 for extra in await loop.run_in_executor(_pool, self.session.started):
                     await self.bus.publish(extra)

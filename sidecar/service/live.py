@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -82,6 +83,7 @@ class LiveCall:
     """
 
     FRAME = 320  # 20 ms at 16 kHz
+    speech: ClassVar[bool] = True  # needs the speech models (a text chat, ``sidecar.taps.chat``, does not)
 
     def __init__(self, live: LiveCalls, call_id: str, meta: CallMeta, channels: tuple[Channel, ...]) -> None:
         self.live = live
@@ -231,12 +233,18 @@ class LiveCalls:
     # -- calls ---------------------------------------------------------------------------------
 
     async def open_call(
-        self, meta: CallMeta, channels: tuple[Channel, ...] = ("agent", "customer")
+        self,
+        meta: CallMeta,
+        channels: tuple[Channel, ...] = ("agent", "customer"),
+        *,
+        kind: type[LiveCall] = LiveCall,
     ) -> LiveCall:
-        """A tap's new call, started (``call.started`` published) and ready for ``push``."""
+        """A tap's new call, started (``call.started`` published) and ready for ``push``;
+        ``kind``: the call's class (a text chat's has no audio pipeline)."""
         call_id = self._admit(meta.call_id or new_call_id(meta.source))
-        await asyncio.to_thread(self.engine.preload, meta.lang)  # loading a model is not call time
-        call = LiveCall(self, call_id, meta, channels)
+        if kind.speech:
+            await asyncio.to_thread(self.engine.preload, meta.lang)  # loading a model is not call time
+        call = kind(self, call_id, meta, channels)
         self.calls[call_id] = call
         try:
             await call.start()

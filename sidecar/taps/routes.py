@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sidecar.taps import audiohook, audiosocket, l16, livekit, twilio, webrtc
+from sidecar.taps import audiohook, audiosocket, chat, l16, livekit, twilio, webrtc
 
 routers: list[APIRouter] = [
     twilio.router,
@@ -13,4 +13,5 @@ routers: list[APIRouter] = [
     audiohook.router,
     audiosocket.router,
     livekit.router,
+    chat.router,
 ]

@@ -81,10 +81,12 @@ async def receive_frame(
     return str(text)
 
 
-async def open_tap_call(ctx: AppContext, meta: CallMeta, channels: tuple[Channel, ...]) -> LiveCall:
+async def open_tap_call(
+    ctx: AppContext, meta: CallMeta, channels: tuple[Channel, ...], *, kind: type[LiveCall] = LiveCall
+) -> LiveCall:
     """Start the tap's call; a full service is "try later" (1013), a call id in use 1008."""
     try:
-        return await ctx.live.open_call(meta, channels)
+        return await ctx.live.open_call(meta, channels, kind=kind)
     except TooManyCallsError as exc:
         raise TapProtocolError(TRY_LATER, str(exc)) from None
     except InputError as exc:
