@@ -30,6 +30,8 @@ EventType: TypeAlias = Literal[
     "whisper",
     "barge",
     "score",
+    "warning.raised",
+    "warning.cleared",
 ]
 Severity: TypeAlias = Literal["fatal", "serious", "general"]
 ChecklistState: TypeAlias = Literal["due", "done", "missed"]
@@ -203,6 +205,24 @@ class Score:
     items: tuple[ScoreItem, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class FloorWarning:
+    """A cross-call early warning (``sidecar.qa``) for the supervisor floor: ``kind`` (complaint
+    burst, queue spike, ...), ``key`` what it is about (a topic, a queue, an agent), the calls
+    behind it and the span they cover (epoch seconds). Published on the ``WARNINGS_STREAM`` id;
+    ``warning.cleared`` carries the same ``episode`` when the condition ends."""
+
+    kind: str
+    key: str
+    message: str
+    episode: str
+    call_ids: tuple[str, ...]
+    window_start: float
+    window_end: float
+    value: float
+    threshold: float
+
+
 Payload: TypeAlias = (
     CallStarted
     | CallEnded
@@ -217,6 +237,7 @@ Payload: TypeAlias = (
     | Whisper
     | Barge
     | Score
+    | FloorWarning
 )
 
 PAYLOAD_TYPES: dict[str, type[Any]] = {
@@ -233,6 +254,8 @@ PAYLOAD_TYPES: dict[str, type[Any]] = {
     "whisper": Whisper,
     "barge": Barge,
     "score": Score,
+    "warning.raised": FloorWarning,
+    "warning.cleared": FloorWarning,
 }
 
 
@@ -292,6 +315,8 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         raw["channels"] = tuple(raw["channels"])
     if raw.get("prosody") is not None:
         raw["prosody"] = Prosody(**raw["prosody"])
+    if "call_ids" in raw:
+        raw["call_ids"] = tuple(raw["call_ids"])
     if "drivers" in raw:
         raw["drivers"] = tuple(raw["drivers"])
     if etype == "score":

@@ -253,7 +253,10 @@ class NegativeShare:
         sums[0] += digest.negative_words
         sums[1] += digest.customer_words
         share = self.share(queue)
-        if len(window) >= c.min_calls and sums[1] >= c.min_words and share >= c.threshold:
+        if queue in self.episodes.open and share < c.clear_below:  # this call diluted it
+            out += _some(self.episodes.clear(queue, now, share, c.clear_below,
+                                             f"negative words in queue {queue} back to {share:.0%}"))  # fmt: skip
+        elif len(window) >= c.min_calls and sums[1] >= c.min_words and share >= c.threshold:
             out += _some(self.episodes.raise_(
                 queue, now, window[0][0], [cid for _, cid, _, _ in window], share, c.threshold,
                 f"negative words are {share:.0%} of what customers said in queue {queue} "
