@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_kb_parser(sub)
     add_serve_parser(sub)
+    from sidecar.qa_run import add_qa_parser
+    from sidecar.store.cli import add_store_parser
+
+    add_qa_parser(sub)
+    add_store_parser(sub)
     models = sub.add_parser("models", help="offline models")
     models.add_argument("action", choices=["prepare", "list"])
     return parser
@@ -107,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
             from knowledge.cli import run_kb
 
             return run_kb(args)
+        if args.command == "qa":
+            from sidecar.qa_run import run_qa_command
+
+            return run_qa_command(args)
+        if args.command == "store":
+            from sidecar.store.cli import run_store_command
+
+            return run_store_command(args)
         return _models(args.action)
     except AssistError as exc:
         print(f"assist: error: {exc}", file=sys.stderr)
