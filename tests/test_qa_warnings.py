@@ -4,7 +4,10 @@ from a call's events, and the watch that publishes warnings on a real in-memory 
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +32,7 @@ from sidecar.qa.config import (
     NegativeShareConfig,
     QueueSpikeConfig,
     TopicShareConfig,
+    load_config,
 )
 from sidecar.qa.detectors import AgentHot, ComplaintBurst, NegativeShare, TopicShare
 from sidecar.qa.digest import CallDigest, digest_from_events
@@ -394,7 +398,7 @@ async def test_the_watch_publishes_a_warning_on_the_floor_stream_once() -> None:
             for event in call_events(f"w{i}", f"cust{i}", "outage"):
                 await bus.publish(event)
         async with asyncio.timeout(30):  # every call folded in, and the warning read back
-            while len(watch.engine._seen) < 5 or not floor:  # noqa: ASYNC110 (two tasks' progress, read-only)
+            while watch.engine.calls_seen < 5 or not floor:  # noqa: ASYNC110 (two tasks' progress, read-only)
                 await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)  # anything more would have arrived by now
     finally:
@@ -407,3 +411,68 @@ async def test_the_watch_publishes_a_warning_on_the_floor_stream_once() -> None:
     assert (payload.kind, payload.key, payload.call_ids) == ("complaint_burst", "outage", ("w0", "w1", "w2"))
     assert watch.folds == {}  # every ended call's fold is gone
     assert [c.call_id for c in bus.calls() if not c.ended] == [WARNINGS_STREAM]
+
+
+def test_thresholds_are_read_from_yaml_and_reloaded_when_the_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "warnings.yaml"
+    path.write_text("complaint_burst: {min_customers: 2, clear_below: 1}\n", encoding="utf-8")
+    watch = WarningWatch(InMemoryBus(), config_path=path)
+    assert watch.engine.config.complaint_burst.min_customers == 2
+    out = [
+        w
+        for e in call_events("y0", "c0", "roaming") + call_events("y1", "c1", "roaming")
+        for w in watch.step(e)
+    ]
+    assert [(w.kind, w.key) for w in out] == [("complaint_burst", "roaming")]
+    path.write_text("complaint_burst: {min_custmers: 3}\n", encoding="utf-8")  # a typo: kept as it was
+    os.utime(path, (1, 1))
+    assert watch.step(call_events("y2", "c2", "other")[-1]) == []
+    assert "complaint_burst.min_custmers" in watch.config_error
+    assert watch.engine.config.complaint_burst.min_customers == 2
+    path.write_text("complaint_burst: {min_customers: 7}\nqueue_spike: {ratio: 3}\n", encoding="utf-8")
+    os.utime(path, (2, 2))
+    watch.step(call_events("y3", "c3", "other")[-1])
+    assert watch.engine.config.complaint_burst.min_customers == 7
+    assert watch.engine.detectors[1].config.ratio == 3.0
+    assert watch.config_error == ""
+    path.write_text("nope: 1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"warnings\.yaml: early warnings: unknown key 'nope'"):
+        load_config(path)
+    with pytest.raises(ValueError, match="clear_below <= min_customers"):
+        EarlyWarningConfig.from_mapping({"complaint_burst": {"min_customers": 2}})
+
+
+def test_the_service_publishes_warnings_on_the_floor_stream_and_not_as_a_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.service_helpers import light_server
+
+    thresholds = tmp_path / "warnings.yaml"
+    thresholds.write_text("complaint_burst: {min_customers: 2, clear_below: 1}\n", encoding="utf-8")
+    monkeypatch.setenv("ASSIST_EARLY_WARNINGS", str(thresholds))
+    bus = InMemoryBus()
+    node = light_server(tmp_path, bus)
+    try:
+        app: Any = node.server.config.app
+        ctx = app.state.ctx
+        loop = ctx.tasks[0].get_loop()  # the service's own loop: the bus lives there
+
+        async def two_complaints() -> Event:
+            for i in range(2):
+                for event in call_events(f"s{i}", f"cust{i}", "roaming"):
+                    await bus.publish(event)
+            async with asyncio.timeout(60):
+                async for event in bus.subscribe(WARNINGS_STREAM, after_seq=0):
+                    return event
+            raise AssertionError("unreachable: the floor stream never ends")
+
+        warning = asyncio.run_coroutine_threadsafe(two_complaints(), loop).result(timeout=90)
+        assert warning.type == "warning.raised"
+        assert isinstance(warning.payload, FloorWarning)
+        assert (warning.payload.key, warning.payload.call_ids) == ("roaming", ("s0", "s1"))
+        with node.client() as client:
+            listed = [c["call_id"] for c in client.get("/v1/calls").json()]
+        assert "s0" in listed
+        assert WARNINGS_STREAM not in listed
+    finally:
+        node.stop()

@@ -2,13 +2,18 @@
 
 Every duration is in seconds of the calls' own clock (their end times); nothing reads the wall
 clock. ``EarlyWarningConfig.from_mapping`` reads the same shape from YAML/JSON (unknown keys and
-wrong types are refused with the key named).
+wrong types are refused with the key named); ``load_config`` reads a YAML file, e.g.::
+
+    complaint_burst: {min_customers: 5, window_s: 2700}
+    queue_spike: {ratio: 2.0, window_s: 7200}
+    negative_share: {threshold: 0.15}
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 HOUR = 3600.0
@@ -22,6 +27,13 @@ class ComplaintBurstConfig:
     min_customers: int = 5
     window_s: float = 0.75 * HOUR
     clear_below: int = 3
+
+    def __post_init__(self) -> None:
+        _check(
+            0 < self.clear_below <= self.min_customers,
+            "complaint_burst: need 0 < clear_below <= min_customers",
+        )
+        _check(self.window_s > 0, "complaint_burst: window_s must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +61,11 @@ class QueueSpikeConfig:
     clear_ratio: float = 1.5
     utc_offset_s: float = 0.0  # the contact centre's local day starts at midnight local time
 
+    def __post_init__(self) -> None:
+        _check(1 <= self.clear_ratio <= self.ratio, "queue_spike: need 1 <= clear_ratio <= ratio")
+        _check(self.window_s > 0 and self.history_days >= self.min_history_days >= 1,
+               "queue_spike: need window_s > 0 and history_days >= min_history_days >= 1")  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class TopicShareConfig:
@@ -73,6 +90,10 @@ class TopicShareConfig:
     prior_calls: float = 20.0
     prior_share: float = 0.05
 
+    def __post_init__(self) -> None:
+        _check(self.recent_s > 0 and self.reference_s > 0, "topic_share: windows must be positive")
+        _check(0 < self.prior_share < 1, "topic_share: need 0 < prior_share < 1")
+
 
 @dataclass(frozen=True, slots=True)
 class AgentHotConfig:
@@ -93,6 +114,10 @@ class AgentHotConfig:
     slope_per_hour: float = -0.05
     clear_level: float = -0.2
 
+    def __post_init__(self) -> None:
+        _check(self.clear_level >= self.hot_level, "agent_hot: need clear_level >= hot_level")
+        _check(1 <= self.recent_calls < self.min_calls, "agent_hot: need 1 <= recent_calls < min_calls")
+
 
 @dataclass(frozen=True, slots=True)
 class NegativeShareConfig:
@@ -105,6 +130,10 @@ class NegativeShareConfig:
     window_s: float = 1 * HOUR
     min_calls: int = 5
     min_words: int = 800
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.clear_below <= self.threshold, "negative_share: need 0 <= clear_below <= threshold")
+        _check(self.window_s > 0, "negative_share: window_s must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +161,28 @@ class EarlyWarningConfig:
             else:
                 kwargs[name] = _number(name, value)
         return cls(**kwargs)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(f"early warnings: {message}")
+
+
+def load_config(path: Path) -> EarlyWarningConfig:
+    """Thresholds from a YAML file (an empty file: the defaults); ``ValueError`` naming the file
+    and the key when it is wrong."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read early-warning thresholds ({type(exc).__name__})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: early-warning thresholds must be a mapping")
+    try:
+        return EarlyWarningConfig.from_mapping(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
 
 
 def _section(name: str, section: type[Any], data: dict[str, Any]) -> Any:

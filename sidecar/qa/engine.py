@@ -33,6 +33,7 @@ class WarningEngine:
             NegativeShare(c.negative_share),
         )
         self.now = float("-inf")
+        self.calls_seen = 0
         self.late_dropped = 0
         self.duplicates = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -46,6 +47,7 @@ class WarningEngine:
             self.late_dropped += 1
             return []
         self._seen[digest.call_id] = None
+        self.calls_seen += 1
         if len(self._seen) > SEEN_CALLS:
             self._seen.popitem(last=False)
         self.now = max(self.now, digest.ended_at)
@@ -53,6 +55,17 @@ class WarningEngine:
         for detector in self.detectors:
             out += detector.observe(digest, self.now)
         return out
+
+    def reconfigure(self, config: EarlyWarningConfig) -> None:
+        """New thresholds (a hot reload): the detectors keep their windows, episodes and history;
+        the next step judges with the new values (a longer window fills as calls come)."""
+        self.config = config
+        complaint, volume, share, agent, negative = self.detectors
+        complaint.config = config.complaint_burst
+        volume.config = volume.baseline.config = config.queue_spike
+        share.config = config.topic_share
+        agent.config = config.agent_hot
+        negative.config = config.negative_share
 
     def advance(self, now: float) -> list[EarlyWarning]:
         """Time passes with no call ending (a timer): the episodes that ended meanwhile clear.

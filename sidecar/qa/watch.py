@@ -8,21 +8,29 @@ counted by the detectors). Counting a customer turn's negative words may load a 
 for Chinese takes a second), so transcript events and the call's end are folded in a worker
 thread, one at a time, in bus order. Several API nodes on one Redis bus each run a watch: the
 episode id (kind, key, time raised) is the same on every node, so the floor can de-duplicate.
+
+Thresholds: ``ASSIST_EARLY_WARNINGS`` names a YAML file (``sidecar.qa.config.load_config``); it is
+re-read when its modification time changes (checked at each call's end), and a file with an error
+keeps the thresholds in force and logs the error (file and key, no call data).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import OrderedDict
+from pathlib import Path
 
 from sidecar.bus import ALL_CALLS, Bus, SubscriberLaggedError
 from sidecar.events import Event, EventType, FloorWarning
+from sidecar.qa.config import EarlyWarningConfig, load_config
 from sidecar.qa.digest import DigestFold
 from sidecar.qa.engine import WarningEngine
 from sidecar.qa.warning import EarlyWarning
 
 WARNINGS_STREAM = "floor.warnings"
+CONFIG_ENV = "ASSIST_EARLY_WARNINGS"
 log = logging.getLogger("assist.qa")
 
 
@@ -43,13 +51,48 @@ def warning_event(warning: EarlyWarning) -> Event:
 
 
 class WarningWatch:
-    def __init__(self, bus: Bus, engine: WarningEngine | None = None, max_calls: int = 10_000) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        engine: WarningEngine | None = None,
+        max_calls: int = 10_000,
+        config_path: Path | None = None,
+    ) -> None:
         self.bus = bus
+        self.config_path = config_path
+        self._config_mtime: float | None = None
+        self.config_error = ""
         self.engine = engine or WarningEngine()
+        self._reload()
         self.max_calls = max_calls
         self.folds: OrderedDict[str, DigestFold] = OrderedDict()
         self.dropped_calls = 0
         self.published = 0
+
+    @classmethod
+    def from_env(cls, bus: Bus) -> WarningWatch:
+        path = os.environ.get(CONFIG_ENV)
+        return cls(bus, config_path=Path(path) if path else None)
+
+    def _reload(self) -> None:
+        """Read the thresholds file when it changed since it was last read."""
+        if self.config_path is None:
+            return
+        try:
+            mtime = self.config_path.stat().st_mtime
+        except OSError:
+            mtime = None
+        if mtime == self._config_mtime:
+            return
+        self._config_mtime = mtime
+        try:
+            config = load_config(self.config_path) if mtime is not None else EarlyWarningConfig()
+        except ValueError as exc:
+            self.config_error = str(exc)
+            log.error("early-warning thresholds not reloaded: %s", exc)
+            return
+        self.config_error = ""
+        self.engine.reconfigure(config)
 
     def step(self, event: Event) -> list[EarlyWarning]:
         """Fold one event in (synchronous); the warnings a call's end produced."""
@@ -65,6 +108,7 @@ class WarningWatch:
         if not fold.ended:
             return []
         del self.folds[event.call_id]
+        self._reload()
         return self.engine.feed(fold.digest())
 
     async def apply(self, event: Event) -> list[EarlyWarning]:

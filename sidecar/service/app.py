@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidecar.bus import ALL_CALLS, SubscriberLaggedError
 from sidecar.events import CallEnded
+from sidecar.qa.watch import WARNINGS_STREAM, WarningWatch
 from sidecar.service import routes_calls, routes_history, routes_kb, routes_rules
 from sidecar.service.auth import Principal
 from sidecar.service.board import CallBoard
@@ -58,6 +59,8 @@ async def follow_bus(ctx: AppContext) -> None:
                 if isinstance(event.payload, CallEnded):  # the coach's judge: how it did on this call
                     ctx.metrics.judge_misses.inc(event.payload.stats.get("judge_misses", 0.0))
                     ctx.metrics.judge_readings.inc(event.payload.stats.get("judge_readings", 0.0))
+                if event.call_id == WARNINGS_STREAM:  # cross-call warnings (sidecar.qa): the floor's, not a call
+                    continue
                 await ctx.board.apply(event)
             return
         except SubscriberLaggedError as exc:
@@ -92,6 +95,7 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         if ping is not None:
             await ping()  # a Redis bus that cannot be reached: fail at start, with its URL
         ctx.spawn(follow_bus(ctx), "board")
+        ctx.spawn(WarningWatch.from_env(built.bus).run(), "early-warnings")
         ctx.spawn(built.coach.watch(), "rules-watch")
         ctx.spawn(routes_llm.run_llm(app, ctx), "llm")  # summaries, replies, post-call notes
         await start_call_store(app, ctx, cfg.data_dir)  # ended calls are stored (sidecar/store)
