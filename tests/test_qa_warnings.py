@@ -35,7 +35,7 @@ from sidecar.qa.config import (
     load_config,
 )
 from sidecar.qa.detectors import AgentHot, ComplaintBurst, NegativeShare, TopicShare
-from sidecar.qa.digest import CallDigest, digest_from_events
+from sidecar.qa.digest import CallDigest, digest_from_board, digest_from_events
 from sidecar.qa.engine import WarningEngine
 from sidecar.qa.simday import DAY, DAY0, run_day
 from sidecar.qa.stats import poisson_tail
@@ -476,3 +476,19 @@ def test_the_service_publishes_warnings_on_the_floor_stream_and_not_as_a_call(
         assert WARNINGS_STREAM not in listed
     finally:
         node.stop()
+
+
+async def test_the_boards_state_of_a_call_gives_the_same_digest_as_its_events() -> None:
+    from sidecar.service.board import CallBoard
+
+    board = CallBoard()
+    events = [
+        replace(e, seq=i + 1, emitted_at=500.0 + e.t_end)
+        for i, e in enumerate(call_events("b1", "c", "outage"))
+    ]
+    for event in events:
+        await board.apply(event)
+    state = board.get("b1")
+    assert state is not None
+    from_board = digest_from_board(state, team="t1", customer_ref="c")
+    assert from_board == digest_from_events("b1", events)

@@ -5,7 +5,7 @@ queue's negative-word share), cleared when the condition ends. ``WarningWatch`` 
 service and publishes ``warning.raised`` / ``warning.cleared`` events."""
 
 from sidecar.qa.config import EarlyWarningConfig
-from sidecar.qa.digest import CallDigest, DigestFold, digest_from_events
+from sidecar.qa.digest import CallDigest, DigestFold, digest_from_board, digest_from_events
 from sidecar.qa.engine import WarningEngine
 from sidecar.qa.warning import EarlyWarning, OutOfOrderError, WarningKind
 
@@ -17,5 +17,6 @@ __all__ = [
     "OutOfOrderError",
     "WarningEngine",
     "WarningKind",
+    "digest_from_board",
     "digest_from_events",
 ]

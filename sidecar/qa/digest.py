@@ -1,7 +1,8 @@
 """One ended call, as the early-warning detectors see it: a ``CallDigest``.
 
 Built from the call's events (``digest_from_events``, or incrementally with ``DigestFold`` as the
-bus delivers them) using only what the product already emits:
+bus delivers them), or from the call board's state of an ended call (``digest_from_board``), using
+only what the product already emits:
 
 - ``call.started``: ``source``, ``lang`` and the ``meta`` the tap was given (``agent_id``,
   ``queue``, and where present ``team`` and ``customer_ref``); its bus time is the start;
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sidecar.events import (
     Alert,
@@ -34,6 +36,9 @@ from sidecar.events import (
     TranscriptRedacted,
 )
 from sidecar.qa.negative import count_negative_words
+
+if TYPE_CHECKING:
+    from sidecar.service.board import CallState
 
 COMPLAINT_INTENTS = frozenset(
     {"complaint", "implicit_complaint", "refund_request", "cancel_threat", "escalation_request"}
@@ -186,4 +191,25 @@ def digest_from_events(call_id: str, events: Iterable[Event]) -> CallDigest:
             fold.apply(event)
     if not fold.ended:
         raise ValueError(f"call {call_id} has not ended: no call.ended among its events")
+    return fold.digest()
+
+
+def digest_from_board(state: CallState, *, team: str = "", customer_ref: str = "") -> CallDigest:
+    """The digest of an ended call from the call board's state (what REST and the floor show).
+    The board keeps no ``team`` or ``customer_ref``: pass them where they are known."""
+    if not state.ended:
+        raise ValueError(f"call {state.call_id} has not ended")
+    fold = DigestFold(state.call_id, started_at=state.started_at, duration_s=state.duration_s, ended=True)
+    fold.meta = {"agent_id": state.agent_id, "queue": state.queue, "team": team, "customer_ref": customer_ref}
+    fold.lang = state.lang
+    fold.intents = [(float(i["t_start"]), float(i["t_end"]), str(i["intent"])) for i in state.intents]
+    fold.cards = [(float(s["t_start"]), str(s["snippet_id"])) for s in state.suggestions]
+    fold.temperatures = [float(e["temperature"]) for e in state.emotion]
+    for item in state.transcript:
+        if item["channel"] == "customer":
+            fold.words[("customer", int(item["segment"]))] = count_negative_words(
+                str(item["text"]), str(item["lang"])
+            )
+    for alert in state.alerts:
+        fold.violations[(str(alert["category"]), str(alert["severity"]))] += 1
     return fold.digest()
