@@ -236,8 +236,9 @@ def _models(action: str) -> int:
             path = resolve_model(key)
             print(f"{key:20} {path}", file=sys.stderr if action == "prepare" else sys.stdout)
         except AssistError as exc:
-            # embedders belong to the knowledge issue: report, do not fail preparation for them
-            optional = key.startswith("embed-")
+            # embedders belong to the knowledge issue, and the language model is optional at run time:
+            # report, do not fail preparation for them
+            optional = key.startswith("embed-") or key == "llm"
             failed += 0 if optional else 1
             print(f"{key:20} {'(optional) ' if optional else ''}{exc}", file=sys.stderr)
         del spec
