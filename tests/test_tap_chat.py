@@ -47,6 +47,7 @@ LATE_PARCEL = (
 )
 INSULT = "Do you even listen to what I type, you absolute moron?"
 CARD = "My card number is 4929 1234 5678 9012 if that helps."
+SPLIT_CARD = ("The long number on my card starts 4556 7375", "and then it goes 8689 9855")
 T0 = 1_764_000_000_000  # a client's Date.now() at the chat's start (ms)
 
 
@@ -191,6 +192,15 @@ async def test_a_chat_is_coached_like_a_call(service: LiveService) -> None:
             detail = alice.get(f"/v1/calls/{call_id}").json()
         assert detail["source"] == "chat"
         assert any(a["category"] == "abuse" and a["severity"] == "fatal" for a in detail["alerts"])
+        # a card typed in two messages a couple of seconds apart is redacted as one number
+        assert (await say(ws, "customer", SPLIT_CARD[0], 60.0))["type"] == "ack"
+        assert (await say(ws, "customer", SPLIT_CARD[1], 62.0))["type"] == "ack"
+        with service.client("agent") as alice:
+            transcript = json.dumps(
+                alice.get(f"/v1/calls/{call_id}").json()["transcript"], ensure_ascii=False
+            )
+        assert "7375" not in transcript
+        assert "[card ••••9855]" in transcript
         await ws.send(json.dumps({"type": "end"}))
         assert (await closed_with(ws))[0] == 1000
     messages = await follower.ended()
@@ -206,12 +216,16 @@ async def test_a_chat_is_coached_like_a_call(service: LiveService) -> None:
         ("customer", 1),
         ("agent", 2),
         ("customer", 2),
+        ("customer", 3),
+        ("customer", 4),
     ]
     assert finals[1]["text"] == LATE_PARCEL
     # redacted on the way in, as speech finals are: the card's last four digits stay
     assert "4929" not in json.dumps(messages)
     assert "5678" not in json.dumps(messages)
     assert "••••9012" in finals[3]["text"]
+    assert "4556" not in json.dumps(messages)
+    assert [c["segment"] for c in payloads(messages, "transcript.redacted")] == [3]
     abuse = [a for a in payloads(messages, "alert") if a["category"] == "abuse"]
     assert len(abuse) == 1
     assert abuse[0]["severity"] == "fatal"
@@ -222,7 +236,7 @@ async def test_a_chat_is_coached_like_a_call(service: LiveService) -> None:
     ended = of_type(messages, "call.ended")[0]["data"]["payload"]
     assert ended["reason"] == "completed"
     assert ended["stats"]["agent_messages"] == 2
-    assert ended["stats"]["customer_messages"] == 2
+    assert ended["stats"]["customer_messages"] == 4
     assert of_type(messages, "score"), "a chat gets its scorecard like a call"
 
 
@@ -428,3 +442,21 @@ def test_a_chat_through_the_tap_shows_alerts_and_a_card_in_the_agent_widget(
     page.wait_for_selector('#call-status:has-text("ended")', timeout=30_000)
     assert not errors, errors
     context.close()
+
+
+async def test_a_call_id_in_use_is_refused_and_a_dropped_client_ends_the_chat(service: LiveService) -> None:
+    call_id = new_id()
+    follower = follow(service, call_id)
+    async with open_chat(service) as ws:
+        await start(ws, call_id)
+        assert (await say(ws, "customer", "Hi, I have a question about my bill.", 1.0))["type"] == "ack"
+        async with open_chat(service) as second:
+            await second.send(json.dumps({"type": "start", "call_id": call_id, "agent_id": "bob"}))
+            code, why = await closed_with(second)
+        assert code == 1008
+        assert "already in use" in why
+        ws.transport.abort()  # the connection drops: no close frame
+        messages = await follower.ended()
+    ended = of_type(messages, "call.ended")[0]["data"]["payload"]
+    assert ended["reason"] == "dropped"
+    assert of_type(messages, "call.started")[0]["data"]["payload"]["meta"]["agent_id"] == "alice"
