@@ -282,8 +282,9 @@ def start_server(tmp_path: Path, llm: LlmConfig) -> LlmServer:
     return LlmServer(f"http://127.0.0.1:{port}", loop, bus, stop)
 
 
-@pytest.fixture
-def no_model_server(tmp_path: Path) -> Iterator[LlmServer]:
+@pytest.fixture(scope="module")
+def no_model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmServer]:
+    tmp_path = tmp_path_factory.mktemp("no-model")
     server = start_server(tmp_path, LlmConfig(model_path=tmp_path / "missing.gguf"))
     yield server
     server.stop()
@@ -307,6 +308,27 @@ def test_without_the_model_the_service_works_and_answers_503(no_model_server):
         assert c.get("/v1/calls/n1").status_code == 200  # the rest of the service is unaffected
     with no_model_server.client(OTHER_AGENT) as c:
         assert c.get("/v1/calls/n1/summary").status_code == 403  # another agent's call
+
+
+@pytest.mark.browser
+def test_without_the_model_the_widget_shows_no_assistant_buttons(no_model_server):
+    from tests.test_browser import CHROMIUM, FLAGS
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    no_model_server.call("n2", EN_CALL[:2], "en")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(f"{no_model_server.base}/ui/agent.html?call=n2#token={AGENT[0]}")
+            page.wait_for_selector("#transcript :text('charged twice')", timeout=30_000)
+            page.wait_for_load_state("networkidle")
+            assert page.locator("#llm-summary:visible").count() == 0
+        finally:
+            browser.close()
 
 
 # --------------------------------------------------------------------------------------- the real model
@@ -363,6 +385,37 @@ def test_an_english_note_states_the_facts_and_none_that_are_absent(llm_server):
         again = c.get("/v1/calls/en1/summary").json()
     assert again["cached"]
     assert again["lines"] == body["lines"]
+
+
+@pytest.mark.llm
+@pytest.mark.browser
+def test_the_summary_button_shows_the_note_in_the_agent_widget_and_the_supervisor_panel(llm_server):
+    """After the English note above (cached: no generation here), in headless Debian Chromium."""
+    from tests.test_browser import CHROMIUM, FLAGS
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(f"{llm_server.base}/ui/agent.html?call=en1#token={AGENT[0]}")
+            page.click("#llm-summary", timeout=30_000)
+            page.wait_for_selector("#llm-note li", timeout=240_000)
+            lines = page.locator("#llm-note li").all_inner_texts()
+            assert lines[0].startswith("Need:"), lines
+            assert page.is_visible("#llm-reply")
+            sup = browser.new_page()
+            sup.goto(f"{llm_server.base}/ui/supervisor.html#token={SUPERVISOR[0]}")
+            sup.click('tr[data-call-id="en1"]', timeout=30_000)
+            sup.click("#llm-summary", timeout=30_000)
+            sup.wait_for_selector("#call-panel #llm-note li", timeout=240_000)
+            assert sup.locator("#llm-note li").all_inner_texts() == lines
+            assert sup.locator("#llm-reply").count() == 0  # replies are the agent's
+        finally:
+            browser.close()
 
 
 @pytest.mark.llm
