@@ -18,13 +18,14 @@ import argparse
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sidecar.qa.simday import DayResult, Pattern, clock, run_day  # noqa: E402
-from sidecar.qa.warning import EarlyWarning  # noqa: E402
+from sidecar.qa.simday import DAY, DAY0, DayResult, Pattern, clock, run_day  # noqa: E402
+from sidecar.qa.warning import WARNING_KINDS, EarlyWarning  # noqa: E402
 
 
 def caught(pattern: Pattern, warnings: tuple[EarlyWarning, ...]) -> list[EarlyWarning]:
@@ -54,15 +55,18 @@ def one_seed(seed: int, calls_per_day: int) -> None:
     raised = [w for w in control.warnings if w.state == "raised"]
     warmup = [w for w in control.warmup_warnings if w.state == "raised"]
     print(f"control day: {len(raised)} warnings raised; warm-up days: {len(warmup)}")
-    for w in raised:
-        print(f"  control warning: {w.kind} {w.key} at {clock(w.at)}: {w.message}")
+    for w in (*warmup, *raised):
+        day = int((w.at - DAY0) // DAY)
+        print(f"  control warning (day {day}): {w.kind} {w.key} at {clock(w.at)}: {w.message}")
 
 
 def many_seeds(n: int, calls_per_day: int) -> None:
     latencies: dict[str, list[float]] = {}
     hits: dict[str, int] = {}
     exactly_once: dict[str, int] = {}
-    other, false_control, control_days, calls = 0, 0, 0, 0
+    other: Counter[str] = Counter()
+    false_control: Counter[str] = Counter()
+    control_days, calls = 0, 0
     for seed in range(n):
         result = run_day(seed, patterns=True, calls_per_day=calls_per_day)
         control = run_day(seed, patterns=False, calls_per_day=calls_per_day)
@@ -74,21 +78,23 @@ def many_seeds(n: int, calls_per_day: int) -> None:
                 hits[p.kind] = hits.get(p.kind, 0) + 1
                 latencies.setdefault(p.kind, []).append((inside[0].at - p.start) / 60)
             exactly_once[p.kind] = exactly_once.get(p.kind, 0) + (len(found) == 1 and len(inside) == 1)
-        other += len(unexpected(result))
-        false_control += sum(w.state == "raised" for w in (*control.warnings, *control.warmup_warnings))
+        other.update(w.kind for w in unexpected(result))
+        false_control.update(
+            w.kind for w in (*control.warnings, *control.warmup_warnings) if w.state == "raised"
+        )
         control_days += 1 + 7
     print(f"\n{n} seeds ({calls / n:.0f} calls per pattern day on average):")
     print(f"{'pattern':<16} {'caught in window':>16} {'exactly once':>13} {'latency min p50':>16} {'max':>6}")
-    for kind in latencies.keys() | hits.keys() | exactly_once.keys():
+    for kind in WARNING_KINDS:
         lat = latencies.get(kind, [])
         p50 = f"{statistics.median(lat):.0f}" if lat else "-"
         mx = f"{max(lat):.0f}" if lat else "-"
         print(
             f"{kind:<16} {hits.get(kind, 0):>13}/{n:<2} {exactly_once.get(kind, 0):>10}/{n:<2} {p50:>16} {mx:>6}"
         )
-    print(f"other warnings on pattern days: {other / n:.2f} per day")
-    print(f"false warnings on control days (incl. warm-up): {false_control} in {control_days} days "
-          f"= {false_control / control_days:.3f} per day")  # fmt: skip
+    print(f"other warnings on pattern days: {other.total() / n:.2f} per day {dict(other)}")
+    print(f"false warnings on control days (incl. warm-up): {false_control.total()} in {control_days} days "
+          f"= {false_control.total() / control_days:.3f} per day {dict(false_control)}")  # fmt: skip
 
 
 def main() -> None:

@@ -112,8 +112,21 @@ def test_a_burst_counts_customers_not_calls_and_only_the_topic() -> None:
     assert out == []
 
 
+def test_a_burst_of_an_everyday_topic_in_a_busy_centre_is_not_a_burst() -> None:
+    burst = ComplaintBurst(ComplaintBurstConfig(min_customers=5, window_s=45 * MIN))
+    out: list[EarlyWarning] = []
+    for i in range(2000):  # 200 calls an hour for ten hours, one in twenty a billing complaint
+        at = T0 + i * 18
+        out += burst.observe(call(i, at, complaint_topics=("billing",) if i % 20 == 0 else ()), at)
+    assert out == []  # 7 or 8 in every 45 minutes, as usual
+    for i in range(2000, 2020):  # then twenty more within five minutes
+        at = T0 + 36_000 + (i - 2000) * 15
+        out += burst.observe(call(i, at, complaint_topics=("billing",)), at)
+    assert [(w.kind, w.key) for w in raised(out)] == [("complaint_burst", "billing")]
+
+
 def test_a_burst_clears_when_it_thins_out_and_fires_again_as_a_new_episode() -> None:
-    burst = ComplaintBurst(ComplaintBurstConfig(min_customers=3, window_s=30 * MIN, clear_below=2))
+    burst = ComplaintBurst(ComplaintBurstConfig(min_customers=3, window_s=30 * MIN, clear_below=2, max_p=1.0))
     first = [
         w
         for i in range(3)

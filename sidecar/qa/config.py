@@ -21,19 +21,28 @@ HOUR = 3600.0
 
 @dataclass(frozen=True, slots=True)
 class ComplaintBurstConfig:
-    """``min_customers`` different customers complaining about one topic within ``window_s``.
-    The episode ends when fewer than ``clear_below`` remain in the window."""
+    """``min_customers`` different customers complaining about one topic within ``window_s``,
+    and that many unlikely for the topic: at most ``max_p`` probability of it in a Poisson count
+    at the topic's usual rate (its share of complaints among all calls over the trailing
+    ``reference_s``, smoothed with ``prior_calls`` pseudo-calls at ``prior_share``, times the calls
+    in the window), so a big contact centre's everyday topic does not fire all day. The episode
+    ends when fewer than ``clear_below`` remain in the window."""
 
     min_customers: int = 5
     window_s: float = 0.75 * HOUR
     clear_below: int = 3
+    max_p: float = 1e-3  # 1.0: no usual-rate guard, a plain count
+    reference_s: float = 24 * HOUR
+    prior_calls: float = 50.0
+    prior_share: float = 0.02
 
     def __post_init__(self) -> None:
         _check(
             0 < self.clear_below <= self.min_customers,
             "complaint_burst: need 0 < clear_below <= min_customers",
         )
-        _check(self.window_s > 0, "complaint_burst: window_s must be positive")
+        _check(self.window_s > 0 and self.reference_s > 0, "complaint_burst: windows must be positive")
+        _check(0 < self.prior_share < 1, "complaint_burst: need 0 < prior_share < 1")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sidecar.qa.config import AgentHotConfig, ComplaintBurstConfig, NegativeShareConfig, TopicShareConfig
 from sidecar.qa.digest import CallDigest
-from sidecar.qa.stats import mean, slope_per_hour, two_proportion_z, welch_t
+from sidecar.qa.stats import mean, poisson_tail, slope_per_hour, two_proportion_z, welch_t
 from sidecar.qa.warning import EarlyWarning, Episodes, MonotonicTime
 
 
@@ -26,13 +26,17 @@ def _some(*warnings: EarlyWarning | None) -> list[EarlyWarning]:
 
 
 class ComplaintBurst:
-    """Several customers complaining about the same topic within a window."""
+    """Several customers complaining about the same topic within a window, more than the topic's
+    usual rate explains."""
 
     def __init__(self, config: ComplaintBurstConfig) -> None:
         self.config = config
         self.episodes = Episodes("complaint_burst")
         self.time = MonotonicTime()
         self.recent: dict[str, deque[tuple[float, str, str]]] = {}  # topic -> (at, call id, customer)
+        self.window_calls: deque[float] = deque()  # every call in the window
+        self.day_calls: deque[tuple[float, tuple[str, ...]]] = deque()  # every call in the reference
+        self.day_complaints: Counter[str] = Counter()
 
     def _count(self, topic: str, now: float) -> int:
         window = self.recent.get(topic)
@@ -45,24 +49,47 @@ class ComplaintBurst:
             return 0
         return len({customer for _, _, customer in window})
 
+    def _slide(self, now: float) -> None:
+        while self.window_calls and self.window_calls[0] < now - self.config.window_s:
+            self.window_calls.popleft()
+        while self.day_calls and self.day_calls[0][0] < now - self.config.reference_s:
+            self.day_complaints.subtract(self.day_calls.popleft()[1])
+
+    def usual(self, topic: str) -> float:
+        """Complaints about the topic the window's calls would bring at the usual rate (the rate
+        of the reference's calls before the window)."""
+        c = self.config
+        before = self.day_complaints[topic] - len(self.recent.get(topic, ()))
+        calls_before = len(self.day_calls) - len(self.window_calls)
+        share = (before + c.prior_calls * c.prior_share) / (calls_before + c.prior_calls)
+        return len(self.window_calls) * share
+
     def observe(self, digest: CallDigest, at: float) -> list[EarlyWarning]:
         now = self.time.advance(at)
         out = self.advance(now)
+        self.window_calls.append(now)
+        self.day_calls.append((now, digest.complaint_topics))
+        self.day_complaints.update(digest.complaint_topics)
+        c = self.config
         for topic in digest.complaint_topics:
             self.recent.setdefault(topic, deque()).append((now, digest.call_id, digest.customer))
             n = self._count(topic, now)
-            if n >= self.config.min_customers:
+            if n >= c.min_customers and poisson_tail(n, self.usual(topic)) <= c.max_p:
                 window = self.recent[topic]
-                minutes = self.config.window_s / 60
                 out += _some(self.episodes.raise_(
-                    topic, now, window[0][0], [c for _, c, _ in window], n, self.config.min_customers,
-                    f"{n} customers complained about {topic} within {minutes:.0f} min",
+                    topic, now, window[0][0], [cid for _, cid, _ in window], n, c.min_customers,
+                    f"{n} customers complained about {topic} within {c.window_s / 60:.0f} min "
+                    f"(usually {self.usual(topic):.1f})",
                 ))  # fmt: skip
         return out
 
     def advance(self, at: float) -> list[EarlyWarning]:
         now = self.time.advance(at)
+        self._slide(now)
         out: list[EarlyWarning] = []
+        for topic in list(self.recent):  # every topic's window slides (a topic gone quiet is forgotten)
+            if topic not in self.episodes.open:
+                self._count(topic, now)
         for topic in list(self.episodes.open):
             if (n := self._count(topic, now)) < self.config.clear_below:
                 out += _some(self.episodes.clear(topic, now, n, self.config.clear_below,
