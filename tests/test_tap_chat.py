@@ -375,6 +375,24 @@ async def test_a_tap_needs_an_integrator_token(service: LiveService) -> None:
         assert refused.value.response.status_code == 403
 
 
+async def test_a_call_id_in_use_is_refused_and_a_dropped_client_ends_the_chat(service: LiveService) -> None:
+    call_id = new_id()
+    follower = follow(service, call_id)
+    async with open_chat(service) as ws:
+        await start(ws, call_id)
+        assert (await say(ws, "customer", "Hi, I have a question about my bill.", 1.0))["type"] == "ack"
+        async with open_chat(service) as second:
+            await second.send(json.dumps({"type": "start", "call_id": call_id, "agent_id": "bob"}))
+            code, why = await closed_with(second)
+        assert code == 1008
+        assert "already in use" in why
+        ws.transport.abort()  # the connection drops: no close frame
+        messages = await follower.ended()
+    ended = of_type(messages, "call.ended")[0]["data"]["payload"]
+    assert ended["reason"] == "dropped"
+    assert of_type(messages, "call.started")[0]["data"]["payload"]["meta"]["agent_id"] == "alice"
+
+
 # -- the agent widget in Chromium ----------------------------------------------------------------
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -387,8 +405,10 @@ ARTIFACTS = (
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    """Function-scoped: Playwright's sync API keeps an event loop running while it is open, and the
+    async tests of this module need the thread's loop free."""
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail("Debian chromium is not installed (apt-get install chromium)")
@@ -442,21 +462,3 @@ def test_a_chat_through_the_tap_shows_alerts_and_a_card_in_the_agent_widget(
     page.wait_for_selector('#call-status:has-text("ended")', timeout=30_000)
     assert not errors, errors
     context.close()
-
-
-async def test_a_call_id_in_use_is_refused_and_a_dropped_client_ends_the_chat(service: LiveService) -> None:
-    call_id = new_id()
-    follower = follow(service, call_id)
-    async with open_chat(service) as ws:
-        await start(ws, call_id)
-        assert (await say(ws, "customer", "Hi, I have a question about my bill.", 1.0))["type"] == "ack"
-        async with open_chat(service) as second:
-            await second.send(json.dumps({"type": "start", "call_id": call_id, "agent_id": "bob"}))
-            code, why = await closed_with(second)
-        assert code == 1008
-        assert "already in use" in why
-        ws.transport.abort()  # the connection drops: no close frame
-        messages = await follower.ended()
-    ended = of_type(messages, "call.ended")[0]["data"]["payload"]
-    assert ended["reason"] == "dropped"
-    assert of_type(messages, "call.started")[0]["data"]["payload"]["meta"]["agent_id"] == "alice"
