@@ -263,6 +263,25 @@ async def test_a_long_typing_gap_is_not_dead_air_unless_configured(service: Live
     assert found[True][0]["source"] == "timing"
 
 
+async def test_a_chinese_chat_is_coached_in_chinese(service: LiveService) -> None:
+    call_id = new_id()
+    follower = follow(service, call_id)
+    async with open_chat(service) as ws:
+        await start(ws, call_id, lang="zh")
+        assert (await say(ws, "customer", "你好，我的手机号是13912345678，订单一直没发货。", 3.0))[
+            "type"
+        ] == "ack"
+        assert (await say(ws, "agent", "我都回复你三遍了，你是不是傻啊？", 9.0))["type"] == "ack"
+        await ws.send(json.dumps({"type": "end"}))
+        await closed_with(ws)
+    messages = await follower.ended()
+    finals = payloads(messages, "transcript.final")
+    assert [f["lang"] for f in finals] == ["zh", "zh"]
+    assert "13912345678" not in json.dumps(messages, ensure_ascii=False)
+    abuse = [a for a in payloads(messages, "alert") if a["category"] == "abuse"]
+    assert [(a["severity"], a["channel"]) for a in abuse] == [("fatal", "agent")]
+
+
 async def test_bad_messages_get_error_frames_and_the_chat_goes_on(service: LiveService) -> None:
     call_id = new_id()
     follower = follow(service, call_id)
