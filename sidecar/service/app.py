@@ -59,7 +59,7 @@ async def follow_bus(ctx: AppContext) -> None:
                 if isinstance(event.payload, CallEnded):  # the coach's judge: how it did on this call
                     ctx.metrics.judge_misses.inc(event.payload.stats.get("judge_misses", 0.0))
                     ctx.metrics.judge_readings.inc(event.payload.stats.get("judge_readings", 0.0))
-                if event.call_id == WARNINGS_STREAM:  # cross-call warnings (sidecar.qa): the floor's, not a call
+                if event.call_id == WARNINGS_STREAM:  # cross-call warnings (sidecar.qa), not a call
                     continue
                 await ctx.board.apply(event)
             return
