@@ -505,3 +505,31 @@ async def test_the_boards_state_of_a_call_gives_the_same_digest_as_its_events() 
     assert state is not None
     from_board = digest_from_board(state, team="t1", customer_ref="c")
     assert from_board == digest_from_events("b1", events)
+
+
+def test_a_digest_that_contradicts_itself_is_refused() -> None:
+    with pytest.raises(ValueError, match="ends before it starts"):
+        call(1, T0, started_at=T0 + 1)
+    with pytest.raises(ValueError, match="negative words"):
+        call(1, T0, customer_words=10, negative_words=11)
+
+
+def test_the_usual_volume_is_the_same_hours_of_the_previous_days_pro_rata_in_local_time() -> None:
+    from sidecar.qa.volume import VolumeBaseline
+
+    offset = 8 * HOUR  # the centre's local day starts at 16:00 UTC
+    baseline = VolumeBaseline(QueueSpikeConfig(min_history_days=2, history_days=7, utc_offset_s=offset))
+    for d in range(2):
+        local_midnight = DAY0 + d * DAY - offset
+        for _ in range(6):
+            baseline.add("q", local_midnight + 9 * HOUR + 10 * MIN)  # six calls at 09:10 local
+        for _ in range(2):
+            baseline.add("q", local_midnight + 10 * HOUR + 10 * MIN)  # two at 10:10 local
+    today = DAY0 + 2 * DAY - offset
+    assert baseline.usual("q", today + 9 * HOUR + 30 * MIN, today + 10 * HOUR + 30 * MIN) == pytest.approx(
+        4.0
+    )
+    assert baseline.usual("other", today + 9 * HOUR, today + 10 * HOUR) == 0.0
+    assert (
+        baseline.usual("q", DAY0 + DAY - offset + 9 * HOUR, DAY0 + DAY - offset + 10 * HOUR) is None
+    )  # 1 day

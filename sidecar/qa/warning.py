@@ -51,7 +51,7 @@ class Episodes:
 
     def __init__(self, kind: WarningKind) -> None:
         self.kind = kind
-        self.open: dict[str, str] = {}  # key -> episode id
+        self.open: dict[str, tuple[str, float]] = {}  # key -> (episode id, raised at)
 
     def raise_(
         self, key: str, now: float, start: float, call_ids: Sequence[str], value: float, threshold: float,
@@ -59,17 +59,18 @@ class Episodes:
     ) -> EarlyWarning | None:  # fmt: skip
         if key in self.open:
             return None
-        episode = self.open[key] = f"{self.kind}:{key}:{now:.0f}"
+        episode = f"{self.kind}:{key}:{now:.0f}"
+        self.open[key] = (episode, now)
         return EarlyWarning(self.kind, "raised", key, start, now, tuple(call_ids[-MAX_EVIDENCE:]),
                             round(value, 4), threshold, message, episode)  # fmt: skip
 
     def clear(
         self, key: str, now: float, value: float, threshold: float, message: str
     ) -> EarlyWarning | None:
-        episode = self.open.pop(key, None)
-        if episode is None:
+        opened = self.open.pop(key, None)
+        if opened is None:
             return None
-        raised_at = float(episode.rsplit(":", 1)[1])
+        episode, raised_at = opened
         return EarlyWarning(self.kind, "cleared", key, raised_at, now, (), round(value, 4), threshold, message,
                             episode)  # fmt: skip
 
