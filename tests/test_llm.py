@@ -262,7 +262,7 @@ def start_server(tmp_path: Path, llm: LlmConfig) -> LlmServer:
     store = SnippetStore(":memory:")
     bus = InMemoryBus()
     services = Services(config=config, bus=bus, tokens=tokens, store=store, feedback=FeedbackLog(store),
-                        coach=Coach(embedder=None), knowledge=None, policy=None)  # fmt: skip
+                        coach=Coach(embedder=None, judge=False), knowledge=None, policy=None)  # fmt: skip
     app = create_app(config, services)
     app.state.llm_config = llm
     server = make_server(app, "127.0.0.1", port := free_port())
