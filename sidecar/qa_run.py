@@ -114,11 +114,8 @@ class Scorer:
 
     def __init__(self, lang: str = "en", rules: Path | None = None, kb: Path | None = None,
                  coach: Coach | None = None) -> None:  # fmt: skip
-        os.environ.setdefault("ASSIST_JUDGE_BUDGET_S", BULK_JUDGE_BUDGET_S)
-        from coach.engine import Coach
-
         self.lang = lang
-        self.coach = coach if coach is not None else Coach(rules)
+        self.coach = coach if coach is not None else _bulk_coach(rules)
         self.knowledge: SuggestionPolicy | None = None
         if kb is not None and self.coach.embedder is not None:
             from knowledge.policy import StoreKnowledge, default_policy
@@ -164,6 +161,20 @@ class Scorer:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
+
+
+def _bulk_coach(rules: Path | None) -> Coach:
+    """The coach with the bulk judge budget (unless ``ASSIST_JUDGE_BUDGET_S`` says otherwise); the
+    environment is left as it was."""
+    from coach.engine import Coach
+
+    before = os.environ.get("ASSIST_JUDGE_BUDGET_S")
+    os.environ.setdefault("ASSIST_JUDGE_BUDGET_S", BULK_JUDGE_BUDGET_S)
+    try:
+        return Coach(rules)
+    finally:
+        if before is None:
+            os.environ.pop("ASSIST_JUDGE_BUDGET_S", None)
 
 
 async def _fold(events: Any) -> CallRecord:
@@ -302,6 +313,10 @@ def run_qa_command(args: argparse.Namespace) -> int:
         if path is not None and not path.exists():
             raise InputError(f"{option} {path}: no such file or directory")
     paths = find_calls(args.calls)
+    if args.rules is not None:  # a pack with errors: its problems now, not in each worker
+        from coach.rules import load_rules
+
+        load_rules(args.rules)
     data_dir = args.data or Path(os.environ.get("ASSIST_DATA", ".assist"))
     url = normalise_url(args.db) if args.db else StoreSettings.from_env(data_dir).url
     from sidecar.store.repository import CallStore

@@ -33,9 +33,15 @@ async def start_call_store(app: FastAPI, ctx: AppContext, data_dir: Path) -> Cal
     settings = StoreSettings.from_env(data_dir)
     store = await asyncio.to_thread(CallStore, settings.url)
     service = CallStoreService(store, settings, kb_feedback_reader(ctx.services.store))
-    ctx.spawn(
-        persist_calls(ctx.services.bus, store, feedback=service.feedback, stats=service.stats), "call-store"
-    )
+    ctx.spawn(_write(service, ctx), "call-store")
     ctx.spawn(retention_loop(store, settings.retention_days), "call-retention")
     app.state.call_store = service
     return service
+
+
+async def _write(service: CallStoreService, ctx: AppContext) -> None:
+    """The writer until the service stops; then the store's pooled connections are closed."""
+    try:
+        await persist_calls(ctx.services.bus, service.store, feedback=service.feedback, stats=service.stats)
+    finally:
+        service.store.close()
