@@ -27,7 +27,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sidecar.bus import ALL_CALLS, SubscriberLaggedError
 from sidecar.events import CallEnded
 from sidecar.qa.watch import WARNINGS_STREAM, WarningWatch
-from sidecar.service import routes_calls, routes_history, routes_kb, routes_rules
+from sidecar.service import (
+    routes_calls,
+    routes_history,
+    routes_kb,
+    routes_reports,
+    routes_rules,
+    routes_warnings,
+)
 from sidecar.service.auth import Principal
 from sidecar.service.board import CallBoard
 from sidecar.service.config import ServiceConfig, Services, build_services
@@ -138,6 +145,8 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
     app.include_router(routes_rules.router)
     app.include_router(routes_llm.router)
     app.include_router(routes_history.router)
+    app.include_router(routes_reports.router)  # agent and team reports (issue 15)
+    app.include_router(routes_warnings.router)  # early warnings on the floor (SSE)
     for tap in tap_routers:
         app.include_router(tap)
     _operations(app)
