@@ -40,7 +40,7 @@ from coach.llm.service import LlmConfig, default_threads
 from models.llm_parts import llm_model_dir
 from sidecar.bus import InMemoryBus
 from sidecar.errors import ModelNotFoundError
-from sidecar.events import CallStarted, Channel, Event, Suggestion, TranscriptFinal
+from sidecar.events import CallEnded, CallStarted, Channel, Event, Suggestion, TranscriptFinal
 from sidecar.service.auth import Principal, Role, TokenEntry, TokenTable
 from sidecar.service.config import ServiceConfig
 from tests.service_helpers import FIXTURES, free_port
@@ -343,7 +343,7 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmServer]:
     except ModelNotFoundError as exc:
         pytest.fail(f"the language model is not installed ({exc}); make install installs it")
     config = LlmConfig(mode="startup", threads=1, queue_size=1, summary_tokens=64, reply_tokens=40,
-                       postcall="off")  # fmt: skip
+                       postcall_tokens=80, postcall="on")  # fmt: skip
     server = start_server(tmp_path_factory.mktemp("llm-service"), config)
     yield server
     server.stop()
@@ -479,3 +479,19 @@ def test_a_reply_cites_the_card_shown_and_a_flood_of_notes_gets_429(llm_server):
     assert caps["llm"]["available"]
     assert caps["llm"]["loaded"]
     assert caps["summary"]
+
+
+@pytest.mark.llm
+def test_an_ended_call_gets_a_postcall_note_with_a_disposition(llm_server):
+    llm_server.call("end1", [("customer", "I want to cancel my contract. Put me through to a supervisor."),
+                             ("agent", "Of course, I am transferring you to my supervisor now.")], "en")  # fmt: skip
+    llm_server.publish(Event("call.ended", "end1", None, 6.0, 6.0, CallEnded("completed", 6.0)))
+    deadline = time.monotonic() + 10
+    with llm_server.client(SUPERVISOR) as c:
+        while not c.get("/v1/calls/end1").json()["ended"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        body = c.get("/v1/calls/end1/summary").json()  # waits for the post-call note
+    assert body["final"], body
+    assert body["outcome"] in ("resolved", "follow-up", "escalated"), body
+    assert body["lines"][-1].startswith("Disposition: "), body
+    assert "cancel" in body["fields"][0]["text"].lower(), body

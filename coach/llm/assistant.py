@@ -27,6 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from coach.llm.grounding import Sources, sources_of, ungrounded
 from coach.llm.prompts import (
@@ -202,7 +203,8 @@ class CallAssistant:
         self.llm = llm
         self._notes: OrderedDict[str, tuple[str, CallNote]] = OrderedDict()
         self._pending: dict[tuple[str, str], asyncio.Future[CallNote]] = {}
-        self._postcall: OrderedDict[str, PostCallSummary] = OrderedDict()
+        self._postcall: OrderedDict[str, tuple[PostCallSummary, CallNote]] = OrderedDict()
+        self._final_pending: dict[str, asyncio.Future[Any]] = {}
         self._listeners: list[Callable[[PostCallSummary], None]] = []
         self._replies = 0
         self._drafts: OrderedDict[str, ReplyDraft] = OrderedDict()  # for feedback: which drafts exist
@@ -280,7 +282,25 @@ class CallAssistant:
         self._listeners.append(listener)
 
     def postcall(self, call_id: str) -> PostCallSummary | None:
-        return self._postcall.get(call_id)
+        held = self._postcall.get(call_id)
+        return held[0] if held is not None else None
+
+    def track_final(self, call_id: str, task: asyncio.Future[Any]) -> None:
+        """``task`` will make the ended call's post-call note (see ``wait_final``)."""
+        self._final_pending[call_id] = task
+        task.add_done_callback(lambda _: self._final_pending.pop(call_id, None))
+
+    async def wait_final(self, call_id: str) -> None:
+        """Wait for the ended call's post-call note if it is being made (a summary asked meanwhile
+        gets it instead of a second generation); a note that fails is not waited for again."""
+        pending = self._final_pending.get(call_id)
+        if pending is not None:
+            await asyncio.wait([pending], timeout=self.llm.config.wait_s)
+
+    def final_note(self, call_id: str) -> CallNote | None:
+        """The ended call's post-call note (with its disposition), once made."""
+        held = self._postcall.get(call_id)
+        return held[1] if held is not None else None
 
     async def summarise_ended(self, call_id: str, lang: Lang, turns: Sequence[Turn]) -> PostCallSummary:
         """The post-call note (background queue: never refused, the oldest dropped when full)."""
@@ -296,10 +316,9 @@ class CallAssistant:
 
         note = await self.llm.run(work, background=True)
         summary = PostCallSummary.of(note)
-        self._postcall[call_id] = summary
+        self._postcall[call_id] = (summary, note)
         while len(self._postcall) > RETAIN_CALLS:
             self._postcall.popitem(last=False)
-        self._remember(call_id, fingerprint(lang, snapshot), note)
         for listener in self._listeners:
             try:
                 listener(summary)

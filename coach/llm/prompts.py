@@ -51,7 +51,7 @@ _SYSTEM_SUMMARY: dict[Lang, str] = {
         "amounts or promises that are not in the transcript. If the transcript does not state "
         "something, write none. Each line is one short sentence of at most 15 words.\n"
         "Need: what the customer wants.\n"
-        "Verified: facts the agent checked or confirmed (identity, amounts, account state).\n"
+        "Verified: what the agent said they checked or confirmed; none if the agent checked nothing.\n"
         "Promised: what the agent said they will do, with any time stated; none if nothing was promised.\n"
         "Risk: what is still open or what the customer is unhappy about; none if nothing is."
     ),
@@ -59,7 +59,7 @@ _SYSTEM_SUMMARY: dict[Lang, str] = {
         "你为下一位接手的同事写客服通话交接摘要。只使用通话记录里明确说出的内容，不要猜测，"
         "不要添加记录中没有的姓名、数字、日期、金额或承诺。记录里没有的内容写“无”。每行一句，不超过25个字。\n"
         "需求：客户想要什么。\n"
-        "已核实：坐席核实或确认过的事实（身份、金额、账户状态）。\n"
+        "已核实：坐席说已查看或确认过的事实；坐席没有核实任何内容就写“无”。\n"
         "承诺：坐席说会做什么及所说的时间；没有承诺就写“无”。\n"
         "风险：仍未解决的问题或客户的不满；没有就写“无”。"
     ),
@@ -71,13 +71,15 @@ _QUESTION_SUMMARY: dict[Lang, str] = {
 _QUESTION_POSTCALL: dict[Lang, str] = {
     "en": (
         "The call has ended. Write the four lines (Need, Verified, Promised, Risk) about this transcript "
-        "only, then the disposition: resolved (the need was met during the call), follow-up (something "
-        "was promised for later or is still pending) or escalated (passed to a supervisor or another "
-        "team), and its reason in one short sentence from the transcript."
+        "only, then the disposition: escalated if the agent transferred the call or handed the case to a "
+        "supervisor or another team; follow-up if something is still to be done after the call; resolved "
+        "only if the customer's need was fully met during the call. Then its reason in one short "
+        "sentence from the transcript."
     ),
     "zh": (
-        "通话已结束。只根据这段通话记录写四行（需求、已核实、承诺、风险），然后写处理结果：resolved（通话中已解决）、"
-        "follow-up（承诺稍后处理或仍待处理）或 escalated（已转给主管或其他团队），再用一句话写出记录中的原因。"
+        "通话已结束。只根据这段通话记录写四行（需求、已核实、承诺、风险），然后写处理结果：坐席把电话转给主管或把问题交给其他团队，"
+        "写 escalated；通话结束后还有事情要做，写 follow-up；只有客户的需求在通话中已完全解决，才写 resolved。"
+        "再用一句话写出记录中的原因。"
     ),
 }
 _SYSTEM_REPLY: dict[Lang, str] = {

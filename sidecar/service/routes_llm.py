@@ -211,16 +211,16 @@ async def call_summary(
     language, from its redacted transcript only. An ended call's post-call note carries its disposition."""
     state = visible_call(ctx, principal, call_id)
     _unavailable(llm)
-    done = llm.assistant.postcall(call_id)
     turns = turns_of(state)
-    if done is not None and done.turns == len(turns):
-        note = llm.assistant.cached_note(call_id, done.lang, turns)
-        if note is not None:
-            return _note_out(note, cached=True, final=True)
+    if state.ended:
+        await llm.assistant.wait_final(call_id)
+    final = llm.assistant.final_note(call_id)
+    if final is not None and final.turns == len(turns):
+        return _note_out(final, cached=True, final=True)
     if not turns:
         raise HTTPException(409, "this call has no transcript yet")
     note, cached = await _guarded(llm.assistant.note(call_id, _language(state, turns), turns))
-    return _note_out(note, cached=cached, final=note.outcome is not None)
+    return _note_out(note, cached=cached, final=False)
 
 
 @router.post("/calls/{call_id}/reply", response_model=ReplyOut,
@@ -302,6 +302,7 @@ async def _follow_call_ends(ctx: AppContext, llm: LlmContext) -> None:
             async for event in ctx.services.bus.subscribe(ALL_CALLS, after_seq=None):
                 if isinstance(event.payload, CallEnded) and llm.service.postcall_enabled():
                     task = asyncio.create_task(_postcall(ctx, llm, event.call_id), name="llm-postcall")
+                    llm.assistant.track_final(event.call_id, task)
                     llm.tasks.add(task)
                     task.add_done_callback(llm.tasks.discard)
             return
