@@ -314,9 +314,7 @@ def main() -> int:
         )
         return 2
     if a.work is None:
-        a.work = (
-            Path.home() / ".cache" / "agent-assist" / "renders" / f"{a.callset.resolve().name}-{a.voices}"
-        )
+        a.work = RENDERS / a.voices / a.callset.resolve().name
     calls = json.loads((a.callset / "calls.json").read_text())["calls"]
     langs = ["en", "zh"] if a.lang == "all" else [a.lang]
     chosen = [c for c in calls if c["lang"] in langs and (not a.ids or c["id"] in a.ids.split(","))]
