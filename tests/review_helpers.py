@@ -43,7 +43,9 @@ class ReviewService:
         return USERS[user][0]
 
     def client(self, user: str) -> httpx.Client:
-        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.token(user)}"}, timeout=30)
+        return httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.token(user)}"}, timeout=30
+        )
 
     def save(self, record: CallRecord) -> None:
         assert self.app.state.call_store.store.save(record), f"call {record.call_id} was already stored"
@@ -51,7 +53,8 @@ class ReviewService:
     def publish(self, event: Event) -> Event:
         """An event on the service's bus, from the test's thread."""
         future = asyncio.run_coroutine_threadsafe(self.services.bus.publish(event), self.loop)
-        return future.result(timeout=10)
+        published: Event = future.result(timeout=10)
+        return published
 
 
 def start_review_service(data: Path) -> tuple[ReviewService, Any, threading.Thread]:
@@ -72,7 +75,9 @@ def start_review_service(data: Path) -> tuple[ReviewService, Any, threading.Thre
     app = create_app(config, services)
     server = make_server(app, "127.0.0.1", port := free_port())
     loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=lambda: loop.run_until_complete(server.serve()), name="review-serve", daemon=True)
+    thread = threading.Thread(
+        target=lambda: loop.run_until_complete(server.serve()), name="review-serve", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 120
     while not (server.started and getattr(app.state, "call_store", None) is not None):

@@ -33,7 +33,9 @@ def _day(t: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(t))
 
 
-def test_supervisor_gets_every_agent_with_figures_from_the_store(svc: ReviewService, plan: list[Planned]) -> None:
+def test_supervisor_gets_every_agent_with_figures_from_the_store(
+    svc: ReviewService, plan: list[Planned]
+) -> None:
     with svc.client("sam") as c:
         r = c.get("/v1/reports", params={"group": "agent", "period": "day"})
     assert r.status_code == 200, r.text
@@ -47,10 +49,15 @@ def test_supervisor_gets_every_agent_with_figures_from_the_store(svc: ReviewServ
         assert f["calls"] == len(mine)
         assert f["qa_score"] == near(mean(p.score for p in mine))
         assert f["politeness"] == near(sum(not p.abusive for p in mine) / len(mine))
-        assert f["violations"] == ({"abuse": {"fatal": sum(p.abusive for p in mine)}} if any(p.abusive for p in mine) else {})
-        assert f["disclosure"] == 0.0 and f["disclosure_steps"] == len(mine)  # every planned call misses its one step
-        assert f["handle_time_s"] == near(5.0) and f["first_response_s"] == near(3.0)
-        assert f["temp_start"] == near(-0.3) and f["temp_end"] == near(-0.3)
+        assert f["violations"] == (
+            {"abuse": {"fatal": sum(p.abusive for p in mine)}} if any(p.abusive for p in mine) else {}
+        )
+        assert f["disclosure"] == 0.0
+        assert f["disclosure_steps"] == len(mine)
+        assert f["handle_time_s"] == near(5.0)
+        assert f["first_response_s"] == near(3.0)
+        assert f["temp_start"] == near(-0.3)
+        assert f["temp_end"] == near(-0.3)
         days = sorted({_day(p.started) for p in mine})
         assert [b["key"] for b in group["series"]] == days
         for b in group["series"]:
@@ -88,7 +95,8 @@ def test_filters_targets_and_bad_input(svc: ReviewService, plan: list[Planned]) 
         assert r.status_code == 200, r.text
         report = r.json()
         assert report["overall"]["calls"] == sum(p.started >= since for p in plan)
-        assert report["targets"]["politeness"] == 0.9 and report["targets"]["first_response_s"] == 12
+        assert report["targets"]["politeness"] == 0.9
+        assert report["targets"]["first_response_s"] == 12
         assert c.get("/v1/reports", params={"since": 10, "until": 5}).status_code == 422
         assert c.get("/v1/reports", params={"group": "floor"}).status_code == 422
         assert c.get("/v1/reports", params={"target_fcr": 2}).status_code == 422
@@ -96,7 +104,8 @@ def test_filters_targets_and_bad_input(svc: ReviewService, plan: list[Planned]) 
         weeks = c.get("/v1/reports", params={"period": "week", "queue": "returns"}).json()
     for g in weeks["groups"]:
         for b in g["series"]:
-            assert "-W" in b["key"] and b["end"] - b["start"] == 7 * 86_400
+            assert "-W" in b["key"]
+            assert b["end"] - b["start"] == 7 * 86_400
 
 
 def _facts(call_id: str, started: float, **kw: object) -> CallFacts:
