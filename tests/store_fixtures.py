@@ -39,33 +39,31 @@ def postgres_server() -> str:
     return POSTGRES_ADMIN_URL
 
 
-class PostgresDatabases:
-    """Fresh databases on the test server, each dropped at the end of the session."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        self.admin_url = make_url(admin_url)
-        self.names: list[str] = []
-
-    def create(self) -> str:
-        name = f"assist_test_{secrets.token_hex(6)}"
-        with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        self.names.append(name)
-        return self.admin_url.set(database=name).render_as_string(hide_password=False)
-
-    def drop_all(self) -> None:
-        with self.admin.connect() as conn:
-            for name in self.names:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        self.admin.dispose()
-
-
 @pytest.fixture(scope="session")
-def postgres_databases(postgres_server: str) -> Iterator[PostgresDatabases]:
-    dbs = PostgresDatabases(postgres_server)
-    yield dbs
-    dbs.drop_all()
+def postgres_database(postgres_server: str) -> Iterator[str]:
+    """One throwaway database for the session (``assist_test_<random>``), dropped at its end."""
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    name = f"assist_test_{secrets.token_hex(6)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def empty_postgres(url: str) -> str:
+    """The session's database, emptied (every table, index and version row gone)."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -73,5 +71,4 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database of each kind, one per test."""
     if request.param == "sqlite":
         return sqlite_url(tmp_path / "calls.sqlite3")
-    dbs: PostgresDatabases = request.getfixturevalue("postgres_databases")
-    return dbs.create()
+    return empty_postgres(request.getfixturevalue("postgres_database"))
