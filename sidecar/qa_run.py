@@ -6,6 +6,9 @@ same code as ``assist replay`` and the service's recorded calls: ``replay_audio`
 (``FastClock``); ``CallRecorder`` folds the events into the stored record. So a call's score here
 is the score the live and replay paths give it.
 
+A call's agent, queue and customer reference come from ``NAME.meta.json`` next to it, when there
+is one (``{"agent_id": "...", "queue": "...", "customer_ref": "..."}``).
+
 Resumable: a call is keyed by the SHA-256 of its file; a file whose hash is stored is skipped, so a
 rerun (or a run after an interruption) scores only what is missing. ``--workers N`` > 1 scores in
 N processes, each loading the models once; the parent alone writes to the store. The coach's judge
@@ -19,6 +22,7 @@ import argparse
 import asyncio
 import glob
 import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -101,6 +105,32 @@ def find_calls(spec: str) -> list[Path]:
     return calls
 
 
+META_KEYS = ("agent_id", "queue", "customer_ref")
+
+
+def call_meta(path: Path) -> dict[str, str]:
+    """What a call file's ``NAME.meta.json`` says about it (``agent_id``, ``queue``,
+    ``customer_ref``: strings); nothing when there is none. A bad one is an ``InputError``."""
+    meta_path = path.with_name(path.stem + ".meta.json")
+    if not meta_path.is_file():
+        return {}
+    try:
+        data = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{meta_path}: not a JSON object ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{meta_path}: expected a JSON object")
+    meta = {}
+    for key in META_KEYS:
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > 128:
+            raise InputError(f"{meta_path}: {key} must be a string of at most 128 characters")
+        meta[key] = value
+    return meta
+
+
 def content_hash(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -142,7 +172,7 @@ class Scorer:
         clock = FastClock()
         bus = InMemoryBus(clock)
         sink = CoachSink(self.coach, bus, knowledge=self.knowledge)
-        meta = {"recording": str(job.path)}
+        meta = {**call_meta(job.path), "recording": str(job.path)}
         folding = asyncio.create_task(_fold(bus.subscribe(job.call_id, after_seq=0)))
         await asyncio.sleep(0)
         try:

@@ -48,6 +48,9 @@ def calls(tmp_path: Path) -> Path:
         shutil.copy(path, folder / path.name)
     shutil.copy(FIXTURES / "polite-refund.jsonl", folder / "day2" / "same-call-again.jsonl")  # same content
     (folder / "notes.txt").write_text("not a call")
+    (folder / "refund-abuse.meta.json").write_text(
+        '{"agent_id": "alice", "queue": "returns", "customer_ref": "cust-7"}'
+    )
     return folder
 
 
@@ -81,6 +84,8 @@ def test_each_call_is_stored_once_and_a_rerun_stores_nothing_new(
     stored = store.search(CallQuery())
     assert {s.origin for s in stored} == {"qa"}
     abusive = next(s for s in stored if s.recording_ref and s.recording_ref.endswith("refund-abuse.jsonl"))
+    assert (abusive.agent_id, abusive.queue) == ("alice", "returns")  # from refund-abuse.meta.json
+    assert store.count(CallQuery(customer_ref="cust-7")) == 1
     assert abusive.alerts["fatal"] >= 1
     assert abusive.score is not None
     record = store.get(abusive.call_id)
@@ -95,11 +100,13 @@ def test_each_call_is_stored_once_and_a_rerun_stores_nothing_new(
 def test_a_bad_file_is_reported_and_retried_next_time(calls: Path, store: CallStore, scorer: Scorer) -> None:
     bad = calls / "broken.jsonl"
     bad.write_text('{"channel": "agent", "text": "hello"}\n')
+    (calls / "refund-abuse.meta.json").write_text('{"agent_id": 7}')
     report = run_qa(find_calls(str(calls)), store, scorer=scorer, progress=False)
-    assert (report.scored, report.failed) == (2, 1)
+    assert (report.scored, report.failed) == (1, 2)
+    (calls / "refund-abuse.meta.json").unlink()
     bad.write_text('{"channel": "agent", "text": "hello, how can I help?", "start_s": 0.2, "end_s": 1.4}\n')
     report = run_qa(find_calls(str(calls)), store, scorer=scorer, progress=False)
-    assert (report.scored, report.skipped, report.failed) == (1, 3, 0)
+    assert (report.scored, report.skipped, report.failed) == (2, 2, 0)
 
 
 @pytest.mark.model
