@@ -275,7 +275,7 @@ function timelineSvg(items, duration) {
   const axisY = LANES.length * laneH + 8;
   for (let k = 0; k <= 4; k++) {
     const t = (duration * k) / 4;
-    parts.push(html`<text class="tick" x="${X(t)}" y="${axisY + 10}" text-anchor="middle">${fmtTime(t)}</text>`);
+    parts.push(html`<text class="tick" x="${X(t)}" y="${axisY + 10}" text-anchor="${k === 4 ? "end" : k === 0 ? "start" : "middle"}">${fmtTime(t)}</text>`);
   }
   return html`<svg class="call-timeline" viewBox="0 0 ${W} ${H}" role="img" aria-label="the call's events on its time axis">${parts}</svg>`;
 }
