@@ -1,4 +1,4 @@
-"""GET /v1/reports over a real service and its call store: roles (an agent gets only their own
+"""GET /v1/reports and GET /v1/floor/warnings/events over a real service and its call store: roles (an agent gets only their own
 figures; QA and supervisors everyone's; a knowledge manager none), the figures equal what the
 stored calls say (computed here from the planned calls), day and week buckets, the 7-day repeat
 contact across agents, targets echoed; and the pure aggregation's edges."""
@@ -11,8 +11,11 @@ from statistics import mean
 
 import pytest
 
+from sidecar.qa.warning import EarlyWarning
+from sidecar.qa.watch import warning_event
 from sidecar.service.reports import CallFacts, Targets, aggregate, bucket_of, with_repeat
 from tests.review_helpers import Planned, ReviewService, review_service, store_planned
+from tests.service_helpers import read_sse
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +146,34 @@ def test_targets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSIST_REPORT_TARGETS", "speed=1")
     with pytest.raises(Exception, match="unknown target 'speed'"):
         Targets.from_env()
+
+
+def test_the_floor_warnings_stream_replays_follows_and_resumes(svc: ReviewService) -> None:
+    now = time.time()
+    first = EarlyWarning("queue_spike", "raised", "returns", now - 7200, now, ("c1", "c2"), 2.4, 2.0,
+                         "returns: 24 calls in 2 h, 2.4x usual", "queue_spike:returns:1")  # fmt: skip
+    published = svc.publish(warning_event(first))
+    with svc.client("alice") as c:  # agents do not read the floor
+        assert c.get("/v1/floor/warnings/events").status_code == 403
+    with svc.client("sam") as c, c.stream("GET", "/v1/floor/warnings/events") as r:
+        assert r.status_code == 200
+        messages = read_sse(r)
+        replayed = next(messages)
+        assert replayed["event"] == "warning.raised"
+        assert replayed["id"] == str(published.seq)
+        assert replayed["data"]["episode"] == "queue_spike:returns:1"
+        assert replayed["data"]["call_ids"] == ["c1", "c2"]
+        assert replayed["data"]["state"] == "raised"
+        cleared = EarlyWarning("queue_spike", "cleared", "returns", now, now + 60, (), 1.2, 1.5,
+                               "returns back to 1.2x", "queue_spike:returns:1")  # fmt: skip
+        later = svc.publish(warning_event(cleared))
+        followed = next(messages)
+        assert (followed["event"], followed["id"]) == ("warning.cleared", str(later.seq))
+    with svc.client("quinn") as c:  # QA reviewers have no floor either
+        assert c.get("/v1/floor/warnings/events").status_code == 403
+    with svc.client("sam") as c:
+        headers = {"Last-Event-ID": str(published.seq)}
+        with c.stream("GET", "/v1/floor/warnings/events", headers=headers) as r:
+            resumed = next(read_sse(r))
+        assert resumed["event"] == "warning.cleared"
+        assert resumed["id"] == str(later.seq)
