@@ -1,7 +1,8 @@
 """One call's coach: raw transcript events in, redacted transcripts and coaching events out.
 
 ``process`` is synchronous and may embed text, so callers run it off the event loop (see
-``coach.sink``). State per call: the recent finals, what was already alerted (one alert per
+``coach.sink``). It is ``redact`` (cheap: the transcript as it may be published) then ``coach``
+(matching, embedding, retrieval), which a live call runs later, in its own worker. State per call: the recent finals, what was already alerted (one alert per
 category and speech segment: a partial that fired is not repeated by its final), the checklist,
 the emotion curve and what the scorecard needs. The unredacted text never leaves this object:
 every transcript and evidence string is redacted before it is returned.
@@ -43,6 +44,10 @@ from sidecar.events import (
 HISTORY = 64  # finals kept for context conditions and the hold lookback
 EARLY_WORDS = 10  # committed words of a customer turn before a procedure is looked for
 CONTINUATION_S = 1.5  # a speaker's pause shorter than this, nobody else speaking: one turn cut in two
+
+
+def _is_transcript(event: Event) -> bool:
+    return event.type in ("transcript.partial", "transcript.final") and event.channel is not None
 
 
 class CoachSession:
@@ -124,7 +129,23 @@ class CoachSession:
         return [self._checklist_event(c, 0.0) for c in self._initial_changes]
 
     def process(self, event: Event) -> list[Event]:
-        if event.type in ("transcript.partial", "transcript.final") and event.channel is not None:
+        """Everything for one event, in order: ``redact`` then ``coach`` (a replay, or a call
+        whose coach keeps up)."""
+        return [*self.redact(event), *self.coach(event)]
+
+    def redact(self, event: Event) -> list[Event]:
+        """What of ``event`` can be published at once: a transcript redacted, then corrections of
+        earlier finals; nothing for other events (``coach`` passes them on). Touches only the
+        redactor's state, so it may run while ``coach`` works on an earlier event elsewhere."""
+        if _is_transcript(event):
+            return self._redacted(event)
+        return []
+
+    def coach(self, event: Event) -> list[Event]:
+        """The coaching that follows ``redact``: a transcript's alerts, checklist, intents,
+        suggestions, emotion; the end's checklist, score and ``call.ended``; other events as
+        they are. Events must come in the order they were redacted."""
+        if _is_transcript(event):
             return self._transcript(event)
         if event.type == "call.ended":
             assert isinstance(event.payload, CallEnded)
@@ -153,7 +174,6 @@ class CoachSession:
         if self.speaking[utt.channel] is None:  # a new segment: was there dead air before it?
             out += self._dead_air(self.last_speech_end, utt.t_start)
         self.speaking[utt.channel] = None if final else utt.t_start
-        out[0:0] = self._redacted(event)
         window = Window(utt, tuple(self.history))
         units = prepare(utt.text, self.embedder if self.rules.semantic else None)
         units = replace(units, reading=self._read(utt, units))

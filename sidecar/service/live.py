@@ -91,7 +91,8 @@ class LiveCall:
         self.meta = meta
         self.channels = channels
         self.clock = RealtimeClock()
-        self.sink = CoachSink(live.coach, live.bus, knowledge=live.knowledge)
+        # coaching in the call's own worker: the call's transcripts never wait for it
+        self.sink = CoachSink(live.coach, live.bus, knowledge=live.knowledge, background=True)
         self.pipeline = CallPipeline(call_id, bus=live.bus, engine=live.engine, lang=meta.lang,
                                      channels=channels, overflow="drop_oldest", catch_up=True,
                                      emit=self.sink)  # fmt: skip
@@ -280,7 +281,8 @@ class LiveCalls:
         if isinstance(call, AudioCall):
             await asyncio.to_thread(self.engine.preload, request.lang)  # model loading is not call time
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        sink = CoachSink(self.coach, self.bus, knowledge=self.knowledge)
+        # played in real time: coached like a tap's call, in its own worker; a fast replay inline
+        sink = CoachSink(self.coach, self.bus, knowledge=self.knowledge, background=request.realtime)
         ended = False
 
         async def emit(event: Event) -> Event:
