@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from coach.sink import backlog as coach_backlog
 from sidecar.bus import ALL_CALLS, SubscriberLaggedError
 from sidecar.events import CallEnded
 from sidecar.qa.watch import WARNINGS_STREAM, WarningWatch
@@ -66,6 +67,8 @@ async def follow_bus(ctx: AppContext) -> None:
                 if isinstance(event.payload, CallEnded):  # the coach's judge: how it did on this call
                     ctx.metrics.judge_misses.inc(event.payload.stats.get("judge_misses", 0.0))
                     ctx.metrics.judge_readings.inc(event.payload.stats.get("judge_readings", 0.0))
+                    if "coach_wait_ms_max" in event.payload.stats:  # a live call's coach queue
+                        ctx.metrics.coach_wait.observe(event.payload.stats["coach_wait_ms_max"] / 1000.0)
                 if event.call_id == WARNINGS_STREAM:  # cross-call warnings (sidecar.qa), not a call
                     continue
                 await ctx.board.apply(event)
@@ -98,6 +101,7 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
                          max_calls_per_user=cfg.max_calls_per_user)  # fmt: skip
         ctx = AppContext(built, CallBoard(), live, Metrics())
         ctx.metrics.calls_live.set_function(ctx.board.live_count)
+        ctx.metrics.coach_backlog.set_function(coach_backlog)
         ping = getattr(built.bus, "ping", None)
         if ping is not None:
             await ping()  # a Redis bus that cannot be reached: fail at start, with its URL

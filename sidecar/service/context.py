@@ -45,6 +45,15 @@ class Metrics:
             registry=r,
         )
         self.judge_readings = Counter("assist_judge_readings_total", "Utterances the judge read", registry=r)
+        self.coach_backlog = Gauge(
+            "assist_coach_backlog_events", "Events waiting for their call's coach, over live calls", registry=r
+        )
+        self.coach_wait = Histogram(
+            "assist_coach_call_wait_max_seconds",
+            "Per ended call: the longest an event waited in the call's coach queue",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
 
 
 @dataclass
