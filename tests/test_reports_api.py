@@ -13,9 +13,14 @@ import pytest
 
 from sidecar.qa.warning import EarlyWarning
 from sidecar.qa.watch import warning_event
-from sidecar.service.reports import CallFacts, Targets, aggregate, bucket_of, with_repeat
+from sidecar.service.reports import CallFacts, Targets, aggregate, bucket_of, read_facts, with_repeat
+from sidecar.store.query import CallQuery
+from sidecar.store.repository import CallStore
 from tests.review_helpers import Planned, ReviewService, review_service, store_planned
 from tests.service_helpers import read_sse
+from tests.store_helpers import make_record
+
+pytest_plugins = ["tests.store_fixtures"]
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +182,22 @@ def test_the_floor_warnings_stream_replays_follows_and_resumes(svc: ReviewServic
             resumed = next(read_sse(r))
         assert resumed["event"] == "warning.cleared"
         assert resumed["id"] == str(later.seq)
+
+
+def test_read_facts_streams_oldest_first_and_says_when_it_stopped(database_url: str) -> None:
+    """On SQLite and on the real PostgreSQL: the oldest calls within the limit, ``truncated`` past
+    it, and the repeat flag from a later call of the same customer outside the limit too."""
+    store = CallStore(database_url)
+    try:
+        for i, ref in enumerate(("c-1", None, "c-1")):
+            store.save(make_record(f"rf-{i}", started=1_000_000.0 + i * 3600, customer_ref=ref))
+        facts, truncated = read_facts(store, CallQuery(), limit=2)
+        assert [f.call_id for f in facts] == ["rf-0", "rf-1"]
+        assert truncated
+        assert [f.repeat for f in facts] == [True, None]
+        everything, truncated = read_facts(store, CallQuery(agent_id="alice"))
+        assert len(everything) == 3
+        assert not truncated
+        assert everything[2].repeat is False
+    finally:
+        store.close()

@@ -40,6 +40,7 @@ GroupBy: TypeAlias = Literal["agent", "team"]
 Period: TypeAlias = Literal["day", "week"]
 REPEAT_WINDOW_S = 7 * 86_400.0
 MAX_CALLS = 20_000  # calls read for one report; more is reported as truncated
+STREAM_BATCH = 200  # stored records parsed per fetch
 RUDE = frozenset({"abuse", "discrimination", "unprofessional"})
 NOT_VIOLATIONS = frozenset({"dead_air", "missing_disclosure"})
 TARGETS_ENV = "ASSIST_REPORT_TARGETS"
@@ -191,10 +192,17 @@ def read_facts(store: CallStore, query: CallQuery, limit: int = MAX_CALLS) -> tu
                c.record)
         .where(where(query)).order_by(c.started_at, c.call_id).limit(limit + 1)
     )  # fmt: skip
+    facts: list[CallFacts] = []
+    truncated = False
     with store.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-        truncated = len(rows) > limit
-        facts = [facts_from_record(r, json.loads(r.record)) for r in rows[:limit]]
+        # streamed: one batch of records in memory at a time, each folded into its facts at once
+        result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(stmt)
+        for row in result:
+            if len(facts) == limit:
+                truncated = True
+                break
+            facts.append(facts_from_record(row, json.loads(row.record)))
+        result.close()
         refs = sorted({f.customer_ref for f in facts if f.customer_ref})
         later: dict[str, list[float]] = defaultdict(list)
         if refs:
