@@ -1,0 +1,366 @@
+"""Load bench: one real ``assist serve`` plays N recorded calls live, in real time, at once.
+
+    .venv/bin/python bench/load.py [--calls 1,2,4,6] [--seconds 60] [--stagger 1.0]
+        [--repo PATH] [--recording WAV ...] [--timeout 1800] [--json OUT.json]
+
+What runs, all on loopback (127.0.0.1):
+
+- The server: ``assist serve`` as a process of its own (the code of ``--repo``, default this
+  checkout, so a clean worktree of an older commit can be measured with the same bench), with the
+  English default models, the shipped rule pack, the sample knowledge base, a fresh data
+  directory and bench tokens. It starts once; the rounds run one after the other on it.
+- The calls: for each N of ``--calls``, N recordings started through the REST API
+  (``POST /v1/calls``, ``realtime: true``: the live pipeline with a real-time clock, VAD, ASR, the
+  call's coach and knowledge, as the demo plays them), ``--stagger`` seconds apart, cycling over
+  the English recordings (the demo's Kokoro-rendered calls), each cut to its first ``--seconds``
+  (16 kHz stereo PCM copies in the bench's temporary directory).
+- The followers: one thread per call reads the call's SSE stream (``GET /v1/calls/{id}/events``)
+  from right after the call started until ``call.ended``.
+
+Measured per round:
+
+- final lag: when a non-empty ``transcript.final`` was read from the stream (the client's wall
+  clock) minus when its words ended (the call's origin, ``call.started``'s ``emitted_at``, plus the
+  final's ``t_end``): p50, p95, max over every final of every call of the round;
+- alert lag: the same for ``alert`` events (their ``t_end``: the evidence's end, or the end of the
+  turn that missed a step);
+- events lost (gaps in a call's SSE ids; must be 0), audio frames dropped (``call.ended`` stats),
+  the coach queue's longest wait over the round's calls (``coach_wait_ms_max`` where the server
+  reports it);
+- CPU: the server process's CPU seconds (user + system, its threads) over the round's wall time,
+  in cores and per call; the machine's 1-minute load average at the round's end (other work on a
+  shared machine shows there).
+
+Bounded in time: every round waits at most its calls' length plus 180 s, the whole run at most
+``--timeout`` seconds; the server is stopped at the end (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import wave
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TOKEN = "bench-load-supervisor-token"
+RENDERS = Path.home() / ".cache" / "agent-assist" / "demo-renders"
+DEFAULT_RECORDINGS = ("en-tele-05.wav", "en-bank-02.wav", "en-shop-04.wav")
+
+
+@dataclass
+class Follow:
+    """One call's stream as the client read it."""
+
+    call_id: str
+    origin: float | None = None  # call time 0 on the wall clock
+    final_lags: list[float] = field(default_factory=list)
+    alert_lags: list[float] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+    ended: bool = False
+    error: str = ""
+
+
+@dataclass
+class Round:
+    calls: int
+    finals: int
+    final_p50_s: float
+    final_p95_s: float
+    final_max_s: float
+    alerts: int
+    alert_p50_s: float
+    alert_p95_s: float
+    events_lost: int
+    frames_dropped: float
+    coach_wait_max_ms: float
+    cpu_cores: float
+    cpu_per_call: float
+    wall_s: float
+    load1: float
+    unfinished: int
+
+
+def pct(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 2) if values else float("nan")
+
+
+def find_recordings(names: list[str]) -> list[Path]:
+    """The named WAVs: a path as given, else the demo's directory, else the demo render cache."""
+    out = []
+    for name in names:
+        for candidate in (Path(name), ROOT / "samples" / "demo" / name, RENDERS / name):
+            if candidate.is_file():
+                out.append(candidate)
+                break
+        else:
+            print(f"load: recording {name} not found (samples/demo/ or {RENDERS}); skipped", file=sys.stderr)
+    if not out:
+        raise SystemExit("load: no recordings to play")
+    return out
+
+
+def cut(src: Path, dst: Path, seconds: float) -> float:
+    """``src``'s first ``seconds`` as a 16 kHz stereo PCM WAV (agent left, customer right)."""
+    from sidecar.audio import PIPELINE_RATE
+    from sidecar.callfile import AudioCall, load_call
+
+    call = load_call(src, "customer")
+    assert isinstance(call, AudioCall), src
+    n = min(int(seconds * PIPELINE_RATE), max(p.size for p in call.channels.values()))
+    pair = np.zeros((n, 2), dtype=np.int16)
+    for i, ch in enumerate(("agent", "customer")):
+        pcm = call.channels.get(ch)  # type: ignore[call-overload]
+        if pcm is not None:
+            pair[: min(n, pcm.size), i] = pcm[:n]
+    with wave.open(str(dst), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(PIPELINE_RATE)
+        w.writeframes(pair.tobytes())
+    return n / PIPELINE_RATE
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(repo: Path, work: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(repo),
+        "HF_HUB_OFFLINE": "1",
+        "ASSIST_DATA": str(work / "data"),
+        "ASSIST_RECORDINGS": str(work / "recordings"),
+        "ASSIST_TOKENS": f"{TOKEN}:supervisor:bench",
+        "ASSIST_MAX_CALLS_PER_USER": "1000",
+    }
+    log = (work / "server.log").open("wb")
+    code = "import sys; from sidecar.cli import main; sys.exit(main())"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=repo,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"load: the server exited ({proc.returncode}) before it was ready")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/healthz", timeout=2).json().get("status") == "ok":
+                return
+        time.sleep(1)
+    raise SystemExit(f"load: the server was not ready within {timeout_s:.0f} s")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def follow(base: str, f: Follow, deadline: float) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    timeout = httpx.Timeout(30.0, read=max(30.0, deadline - time.monotonic()))
+    url = f"{base}/v1/calls/{f.call_id}/events"
+    try:
+        for _ in range(50):  # the call board may not have the call yet (it follows the bus)
+            with httpx.stream("GET", url, headers=headers, timeout=timeout) as r:
+                if r.status_code == 404:
+                    time.sleep(0.1)
+                    continue
+                r.raise_for_status()
+                read_stream(r, f, deadline)
+                return
+    except (httpx.HTTPError, ValueError) as exc:
+        f.error = f"{type(exc).__name__}: {exc}"
+
+
+def read_stream(r: httpx.Response, f: Follow, deadline: float) -> None:
+    data = ""
+    for line in r.iter_lines():
+        if line.startswith("data: "):
+            data = line[6:]
+            continue
+        if line or not data:
+            continue
+        now = time.time()
+        event: dict[str, Any] = json.loads(data)
+        data = ""
+        on_event(f, event, now)
+        if f.ended or time.monotonic() > deadline:
+            return
+
+
+def on_event(f: Follow, event: dict[str, Any], now: float) -> None:
+    kind, payload = event.get("type"), event.get("payload") or {}
+    if isinstance(event.get("seq"), int):
+        f.seqs.append(event["seq"])
+    if kind == "call.started":
+        f.origin = float(event["emitted_at"])
+    elif f.origin is None:
+        return
+    elif kind == "transcript.final" and payload.get("text"):
+        f.final_lags.append(now - (f.origin + float(event["t_end"])))
+    elif kind == "alert":
+        f.alert_lags.append(now - (f.origin + float(event["t_end"])))
+    elif kind == "call.ended":
+        f.stats = {k: float(v) for k, v in (payload.get("stats") or {}).items()}
+        f.ended = True
+
+
+def lost(seqs: list[int]) -> int:
+    """Events missing from a stream that should hold seq 1..last."""
+    return (max(seqs) - len(set(seqs))) if seqs else 0
+
+
+def run_round(base: str, pid: int, n: int, recordings: list[str], length_s: float, stagger_s: float) -> Round:
+    load_started = time.monotonic()
+    cpu0, wall0 = cpu_s(pid), time.monotonic()
+    deadline = time.monotonic() + length_s + stagger_s * n + 180.0
+    follows, threads = [], []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as c:
+        for i in range(n):
+            call_id = f"load-{n}-{i}-{int(load_started)}"
+            body = {"recording": recordings[i % len(recordings)], "realtime": True, "lang": "en",
+                    "agent_id": f"bench-agent-{i}", "queue": "bench", "call_id": call_id}  # fmt: skip
+            r = c.post("/v1/calls", json=body)
+            if r.status_code != 201:
+                raise SystemExit(f"load: POST /v1/calls answered {r.status_code}: {r.text[:200]}")
+            f = Follow(call_id)
+            t = threading.Thread(target=follow, args=(base, f, deadline), daemon=True)
+            t.start()
+            follows.append(f)
+            threads.append(t)
+            if i < n - 1:
+                time.sleep(stagger_s)
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()) + 5)
+    wall = time.monotonic() - wall0
+    cpu = cpu_s(pid) - cpu0
+    finals = [x for f in follows for x in f.final_lags]
+    alerts = [x for f in follows for x in f.alert_lags]
+    for f in follows:
+        if f.error:
+            print(f"load: call {f.call_id}: {f.error}", file=sys.stderr)
+    return Round(
+        calls=n,
+        finals=len(finals),
+        final_p50_s=pct(finals, 50),
+        final_p95_s=pct(finals, 95),
+        final_max_s=round(max(finals), 2) if finals else float("nan"),
+        alerts=len(alerts),
+        alert_p50_s=pct(alerts, 50),
+        alert_p95_s=pct(alerts, 95),
+        events_lost=sum(lost(f.seqs) for f in follows),
+        frames_dropped=sum(f.stats.get("frames_dropped", 0.0) for f in follows),
+        coach_wait_max_ms=max((f.stats.get("coach_wait_ms_max", float("nan")) for f in follows), default=0.0),
+        cpu_cores=round(cpu / wall, 2),
+        cpu_per_call=round(cpu / wall / n, 2),
+        wall_s=round(wall, 1),
+        load1=round(os.getloadavg()[0], 2),
+        unfinished=sum(not f.ended for f in follows),
+    )
+
+
+HEADER = (
+    f"{'N':>3} {'finals':>6} {'p50 s':>6} {'p95 s':>6} {'max s':>6} {'alerts':>6} {'al p50':>6} {'al p95':>6} "
+    f"{'lost':>4} {'drops':>6} {'coachq ms':>9} {'cores':>5} {'/call':>5} {'load1':>5} {'unfin':>5}"
+)
+
+
+def line(r: Round) -> str:
+    return (
+        f"{r.calls:>3} {r.finals:>6} {r.final_p50_s:>6.2f} {r.final_p95_s:>6.2f} {r.final_max_s:>6.2f} "
+        f"{r.alerts:>6} {r.alert_p50_s:>6.2f} {r.alert_p95_s:>6.2f} {r.events_lost:>4} {r.frames_dropped:>6.0f} "
+        f"{r.coach_wait_max_ms:>9.0f} {r.cpu_cores:>5.2f} {r.cpu_per_call:>5.2f} {r.load1:>5.2f} {r.unfinished:>5}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--calls", default="1,2,4,6", help="N per round, comma-separated (default 1,2,4,6)")
+    p.add_argument("--seconds", type=float, default=60.0, help="each recording cut to this (default 60)")
+    p.add_argument("--stagger", type=float, default=1.0, help="seconds between a round's call starts")
+    p.add_argument("--repo", type=Path, default=ROOT, help="the checkout whose `assist serve` runs")
+    p.add_argument("--recording", action="append", default=None, help="an English WAV (repeatable)")
+    p.add_argument("--timeout", type=float, default=1800.0, help="the whole run's limit, seconds")
+    p.add_argument("--json", type=Path, default=None, help="write the rounds here too")
+    args = p.parse_args(argv)
+    rounds_n = [int(x) for x in args.calls.split(",") if x.strip()]
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="assist-load-"))
+    (work / "recordings").mkdir()
+    names = []
+    lengths = []
+    for src in find_recordings(args.recording or list(DEFAULT_RECORDINGS)):
+        lengths.append(cut(src, work / "recordings" / src.name, args.seconds))
+        names.append(src.name)
+    length_s = max(lengths)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    repo = args.repo.resolve()
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()  # fmt: skip
+    print(f"load: serving {repo} ({commit}); recordings {', '.join(names)} cut to {length_s:.0f} s; "
+          f"{os.cpu_count()} cores; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
+    proc = start_server(repo, work, port)
+    rounds: list[Round] = []
+    try:
+        wait_healthy(base, proc, 600.0)
+        print(f"load: server ready in {time.monotonic() - started:.0f} s")
+        print(HEADER, flush=True)
+        for n in rounds_n:
+            if time.monotonic() - started + length_s + 180 > args.timeout:
+                print(f"load: no time left for N={n} within --timeout {args.timeout:.0f} s")
+                break
+            r = run_round(base, proc.pid, n, names, length_s, args.stagger)
+            rounds.append(r)
+            print(line(r), flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        if proc.returncode not in (0, -signal.SIGTERM):
+            print(f"load: server log: {work / 'server.log'}", file=sys.stderr)
+    ok = [r.calls for r in rounds if r.final_p95_s <= 1.5 and r.unfinished == 0 and r.events_lost == 0]
+    print(f"load: largest N with final lag p95 <= 1.5 s: {max(ok) if ok else 'none'}")
+    if args.json is not None:
+        meta = {"repo": str(repo), "commit": commit, "seconds": length_s, "recordings": names}
+        args.json.write_text(json.dumps({**meta, "rounds": [asdict(r) for r in rounds]}, indent=1))
+    if all(r.unfinished == 0 for r in rounds):
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
