@@ -25,6 +25,7 @@ import pytest
 from sidecar.qa_run import Scorer, run_qa
 from sidecar.service.auth import Principal, Role, TokenEntry, TokenTable
 from sidecar.service.config import ServiceConfig
+from sidecar.store.query import CallQuery
 from sidecar.store.repository import CallStore
 from sidecar.store.settings import sqlite_url
 from tests.service_helpers import FIXTURES, free_port
@@ -50,11 +51,11 @@ class HistoryService:
         token = USERS[user][0]
         return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
-    def play(self, recording: str, agent: str) -> str:
+    def play(self, recording: str, agent: str, *, realtime: bool = False) -> str:
         with self.client("sam") as c:
             r = c.post(
                 "/v1/calls",
-                json={"recording": recording, "realtime": False, "agent_id": agent, "queue": "returns"},
+                json={"recording": recording, "realtime": realtime, "agent_id": agent, "queue": "returns"},
             )
             assert r.status_code == 201, r.text
             return str(r.json()["call_id"])
@@ -242,6 +243,10 @@ def test_erasure_by_customer_reference_removes_the_calls_and_is_audited(history:
 def test_qa_run_scores_the_same_call_as_the_live_path(
     history: HistoryService, played: dict[str, str]
 ) -> None:
+    """The same file three ways: a recorded call played fast and in real time (17 s: the live
+    path, ticking for dead air, its coach in the background), and ``assist qa run``'s scorer."""
+    realtime = history.play("refund-abuse.jsonl", "carol", realtime=True)
+    history.wait_stored(realtime, timeout_s=120)
     store = CallStore(sqlite_url(history.data / "calls.sqlite3"))
     try:
         scorer = Scorer(coach=history.services.coach)  # the service's own coach: the same rules
@@ -249,23 +254,20 @@ def test_qa_run_scores_the_same_call_as_the_live_path(
         assert (report.scored, report.failed) == (1, 0)
         [qa_call] = [
             s
-            for s in store.search(_query_origin_qa())
-            if s.recording_ref and "refund-abuse" in s.recording_ref
+            for s in store.search(CallQuery())
+            if s.origin == "qa" and "refund-abuse" in (s.recording_ref or "")
         ]
-        live = store.get(played["alice"])
         qa_stored = store.get(qa_call.call_id)
-        assert live is not None
-        assert qa_stored is not None
+        lives = [store.get(played["alice"]), store.get(realtime)]
     finally:
         store.close()
-    assert qa_stored.record.scorecard == live.record.scorecard
-    assert [(a.category, a.rule_id, a.t_end) for a in qa_stored.alerts] == [
-        (a.category, a.rule_id, a.t_end) for a in live.alerts
-    ]
-    assert [c.state for c in qa_stored.record.checklist] == [c.state for c in live.record.checklist]
-
-
-def _query_origin_qa() -> Any:
-    from sidecar.store.query import CallQuery
-
-    return CallQuery(agent_id="")
+    assert qa_stored is not None
+    for live in lives:
+        assert live is not None
+        assert qa_stored.record.scorecard == live.record.scorecard
+        assert [(a.category, a.rule_id, a.t_end) for a in qa_stored.alerts] == [
+            (a.category, a.rule_id, a.t_end) for a in live.alerts
+        ]
+        assert [(c.step, c.state) for c in qa_stored.record.checklist] == [
+            (c.step, c.state) for c in live.record.checklist
+        ]
