@@ -13,7 +13,15 @@ import pytest
 
 from sidecar.qa.warning import EarlyWarning
 from sidecar.qa.watch import warning_event
-from sidecar.service.reports import CallFacts, Targets, aggregate, bucket_of, read_facts, with_repeat
+from sidecar.service.reports import (
+    CallFacts,
+    FactsCache,
+    Targets,
+    aggregate,
+    bucket_of,
+    read_facts,
+    with_repeat,
+)
 from sidecar.store.query import CallQuery
 from sidecar.store.repository import CallStore
 from tests.review_helpers import Planned, ReviewService, review_service, store_planned
@@ -195,9 +203,13 @@ def test_read_facts_streams_oldest_first_and_says_when_it_stopped(database_url: 
         assert [f.call_id for f in facts] == ["rf-0", "rf-1"]
         assert truncated
         assert [f.repeat for f in facts] == [True, None]
-        everything, truncated = read_facts(store, CallQuery(agent_id="alice"))
+        cache = FactsCache()
+        everything, truncated = read_facts(store, CallQuery(agent_id="alice"), cache=cache)
         assert len(everything) == 3
         assert not truncated
         assert everything[2].repeat is False
+        again, _ = read_facts(store, CallQuery(agent_id="alice"), cache=cache)  # parsed once, then cached
+        assert again == everything
+        assert (cache.misses, cache.hits) == (3, 3)
     finally:
         store.close()

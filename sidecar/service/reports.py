@@ -15,7 +15,8 @@ A team is a queue: the store keeps each call's queue, and no other team membersh
 - ``fcr``: first-contact resolution proxy: share of calls with a customer reference that are not
   followed by another call of the same reference within 7 days (any agent, any queue).
 
-Reading runs in a worker thread (``read_facts``); ``aggregate`` is pure.
+Reading runs in a worker thread (``read_facts``, with a ``FactsCache`` of calls already read);
+``aggregate`` is pure.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeAlias
 
 from sqlalchemy import and_, select
+from sqlalchemy.engine import Connection
 
 from sidecar.errors import ConfigError
 from sidecar.store.query import CallQuery, where
@@ -40,7 +43,7 @@ GroupBy: TypeAlias = Literal["agent", "team"]
 Period: TypeAlias = Literal["day", "week"]
 REPEAT_WINDOW_S = 7 * 86_400.0
 MAX_CALLS = 20_000  # calls read for one report; more is reported as truncated
-STREAM_BATCH = 200  # stored records parsed per fetch
+READ_BATCH = 200  # stored records read per query
 RUDE = frozenset({"abuse", "discrimination", "unprofessional"})
 NOT_VIOLATIONS = frozenset({"dead_air", "missing_disclosure"})
 TARGETS_ENV = "ASSIST_REPORT_TARGETS"
@@ -183,41 +186,95 @@ def facts_from_record(row: Any, record: dict[str, Any]) -> CallFacts:
     )
 
 
-def read_facts(store: CallStore, query: CallQuery, limit: int = MAX_CALLS) -> tuple[list[CallFacts], bool]:
+class FactsCache:
+    """Facts of stored calls already read, by (call id, stored at): a stored call does not change
+    (a re-stored one has a new ``stored_at``), so a report reads and parses only the records it
+    has not seen. Bounded: past ``max_calls`` the least recently used go. Thread-safe."""
+
+    def __init__(self, max_calls: int = 200_000) -> None:
+        self.max_calls = max_calls
+        self._facts: OrderedDict[tuple[str, float], CallFacts] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[str, float]) -> CallFacts | None:
+        with self._lock:
+            found = self._facts.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._facts.move_to_end(key)
+            self.hits += 1
+            return found
+
+    def put(self, key: tuple[str, float], facts: CallFacts) -> None:
+        with self._lock:
+            self._facts[key] = facts
+            self._facts.move_to_end(key)
+            while len(self._facts) > self.max_calls:
+                self._facts.popitem(last=False)
+
+
+def read_facts(
+    store: CallStore, query: CallQuery, limit: int = MAX_CALLS, cache: FactsCache | None = None
+) -> tuple[list[CallFacts], bool]:
     """The facts of the calls ``query`` selects (its limit and offset ignored), oldest first, at most
-    ``limit`` of them (True when there were more), each with its repeat-contact flag. Blocking."""
+    ``limit`` of them (True when there were more), each with its repeat-contact flag. Blocking.
+
+    The selection reads only the calls' columns; the records (the transcript and the rest, the bulk
+    of the store) are read for calls not in ``cache``, ``READ_BATCH`` at a time, each parsed into
+    its facts at once."""
     c = calls.c
     stmt = (
         select(c.call_id, c.agent_id, c.queue, c.started_at, c.duration_s, c.score_total, c.customer_ref,
-               c.record)
+               c.stored_at)
         .where(where(query)).order_by(c.started_at, c.call_id).limit(limit + 1)
     )  # fmt: skip
-    facts: list[CallFacts] = []
-    truncated = False
+    cache = cache if cache is not None else FactsCache(limit)
     with store.engine.connect() as conn:
-        # streamed: one batch of records in memory at a time, each folded into its facts at once
-        result = conn.execution_options(stream_results=True, yield_per=STREAM_BATCH).execute(stmt)
-        for row in result:
-            if len(facts) == limit:
-                truncated = True
-                break
-            facts.append(facts_from_record(row, json.loads(row.record)))
-        result.close()
-        refs = sorted({f.customer_ref for f in facts if f.customer_ref})
-        later: dict[str, list[float]] = defaultdict(list)
-        if refs:
-            first = min(f.started_at for f in facts)
-            last = max(f.started_at for f in facts) + REPEAT_WINDOW_S
-            for i in range(0, len(refs), 500):  # bounded IN lists
-                chunk = refs[i : i + 500]
-                found = conn.execute(
-                    select(c.customer_ref, c.started_at).where(
-                        and_(c.customer_ref.in_(chunk), c.started_at > first, c.started_at <= last)
-                    )
-                )
-                for ref, started in found:
-                    later[str(ref)].append(float(started))
-    return [with_repeat(f, later.get(f.customer_ref or "", ())) for f in facts], truncated
+        rows = conn.execute(stmt).all()
+        truncated = len(rows) > limit
+        rows = rows[:limit]
+        found: dict[str, CallFacts] = {}
+        missing = []
+        for row in rows:
+            known = cache.get((row.call_id, float(row.stored_at)))
+            if known is None:
+                missing.append(row)
+            else:
+                found[row.call_id] = known
+        for i in range(0, len(missing), READ_BATCH):
+            batch = {r.call_id: r for r in missing[i : i + READ_BATCH]}
+            for call_id, text in conn.execute(select(c.call_id, c.record).where(c.call_id.in_(list(batch)))):
+                row = batch[call_id]
+                facts = facts_from_record(row, json.loads(text))
+                cache.put((call_id, float(row.stored_at)), facts)
+                found[call_id] = facts
+        ordered = [found[r.call_id] for r in rows if r.call_id in found]  # (one erased meanwhile: left out)
+        later = _later_calls(conn, ordered)
+    return [with_repeat(f, later.get(f.customer_ref or "", ())) for f in ordered], truncated
+
+
+def _later_calls(conn: Connection, facts: Sequence[CallFacts]) -> dict[str, list[float]]:
+    """Start times of the stored calls of these calls' customers, up to 7 days after the last."""
+    c = calls.c
+    refs = sorted({f.customer_ref for f in facts if f.customer_ref})
+    later: dict[str, list[float]] = defaultdict(list)
+    if not refs:
+        return later
+    first = min(f.started_at for f in facts)
+    last = max(f.started_at for f in facts) + REPEAT_WINDOW_S
+    for i in range(0, len(refs), 500):  # bounded IN lists
+        chunk = refs[i : i + 500]
+        rows = conn.execute(
+            select(c.customer_ref, c.started_at).where(
+                and_(c.customer_ref.in_(chunk), c.started_at > first, c.started_at <= last)
+            )
+        )
+        for ref, started in rows:
+            later[str(ref)].append(float(started))
+    return later
 
 
 def with_repeat(facts: CallFacts, same_customer_starts: Iterable[float]) -> CallFacts:

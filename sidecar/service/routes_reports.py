@@ -3,7 +3,8 @@
 An agent gets only their own figures (their calls, whatever filter they ask for; another agent's
 name is 403); supervisors, QA reviewers and admins get every agent's and team's. A team is a
 queue. The targets (``ASSIST_REPORT_TARGETS``, or per request) are returned with the figures so the
-charts can draw them. The store is read in a worker thread.
+charts can draw them. The store is read in a worker thread; each stored call's facts are kept in
+a bounded cache, so a report parses only the calls it has not seen.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import asyncio
 from dataclasses import asdict, replace
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from sidecar.errors import ConfigError
 from sidecar.service.auth import Principal
 from sidecar.service.context import authorize
 from sidecar.service.limits import StrictJsonRoute
-from sidecar.service.reports import MAX_CALLS, Targets, aggregate, read_facts
+from sidecar.service.reports import MAX_CALLS, FactsCache, Targets, aggregate, read_facts
 from sidecar.service.routes_history import Epoch, History, Name
 from sidecar.store.query import CallQuery
 
@@ -83,9 +84,18 @@ def _targets(politeness: float | None, fcr: float | None, first_response_s: floa
     return replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
+def facts_cache(request: Request) -> FactsCache:
+    """The service's cache of stored calls' facts (made on the first report)."""
+    cache: FactsCache | None = getattr(request.app.state, "report_facts", None)
+    if cache is None:
+        cache = request.app.state.report_facts = FactsCache()
+    return cache
+
+
 @router.get("/reports", response_model=ReportOut, responses={403: {}})
 async def report(
     history: History,
+    cache: Annotated[FactsCache, Depends(facts_cache)],
     principal: Annotated[Principal, Depends(authorize("history.read"))],
     group: Annotated[Literal["agent", "team"], Query(description="per agent, or per team (queue)")] = "agent",
     period: Annotated[Literal["day", "week"], Query()] = "day",
@@ -108,7 +118,7 @@ async def report(
         raise HTTPException(422, "until must be after since")
     targets = _targets(target_politeness, target_fcr, target_first_response_s)
     query = CallQuery(agent_id=agent, queue=queue, since=since, until=until)
-    facts, truncated = await asyncio.to_thread(read_facts, history.store, query)
+    facts, truncated = await asyncio.to_thread(read_facts, history.store, query, MAX_CALLS, cache)
     built = aggregate(facts, group_by=group, period=period, targets=targets, utc_offset_min=utc_offset_min,
                       truncated=truncated)  # fmt: skip
     return asdict(built)
