@@ -193,16 +193,19 @@ def test_the_floor_warnings_stream_replays_follows_and_resumes(svc: ReviewServic
 
 
 def test_read_facts_streams_oldest_first_and_says_when_it_stopped(database_url: str) -> None:
-    """On SQLite and on the real PostgreSQL: the oldest calls within the limit, ``truncated`` past
-    it, and the repeat flag from a later call of the same customer outside the limit too."""
+    """On SQLite and on the real PostgreSQL: the newest calls within the limit (oldest first),
+    ``truncated`` past it, and the repeat flag from a later call of the same customer outside the
+    selection too."""
     store = CallStore(database_url)
     try:
         for i, ref in enumerate(("c-1", None, "c-1")):
             store.save(make_record(f"rf-{i}", started=1_000_000.0 + i * 3600, customer_ref=ref))
         facts, truncated = read_facts(store, CallQuery(), limit=2)
-        assert [f.call_id for f in facts] == ["rf-0", "rf-1"]
+        assert [f.call_id for f in facts] == ["rf-1", "rf-2"]
         assert truncated
-        assert [f.repeat for f in facts] == [True, None]
+        assert [f.repeat for f in facts] == [None, False]
+        facts, _ = read_facts(store, CallQuery(until=1_000_000.0 + 1), limit=2)
+        assert [(f.call_id, f.repeat) for f in facts] == [("rf-0", True)]  # its repeat is outside the range
         cache = FactsCache()
         everything, truncated = read_facts(store, CallQuery(agent_id="alice"), cache=cache)
         assert len(everything) == 3

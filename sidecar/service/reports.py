@@ -219,8 +219,8 @@ class FactsCache:
 def read_facts(
     store: CallStore, query: CallQuery, limit: int = MAX_CALLS, cache: FactsCache | None = None
 ) -> tuple[list[CallFacts], bool]:
-    """The facts of the calls ``query`` selects (its limit and offset ignored), oldest first, at most
-    ``limit`` of them (True when there were more), each with its repeat-contact flag. Blocking.
+    """The facts of the calls ``query`` selects (its limit and offset ignored), oldest first: the
+    newest ``limit`` of them (True when there were more), each with its repeat-contact flag. Blocking.
 
     The selection reads only the calls' columns; the records (the transcript and the rest, the bulk
     of the store) are read for calls not in ``cache``, ``READ_BATCH`` at a time, each parsed into
@@ -229,13 +229,13 @@ def read_facts(
     stmt = (
         select(c.call_id, c.agent_id, c.queue, c.started_at, c.duration_s, c.score_total, c.customer_ref,
                c.stored_at)
-        .where(where(query)).order_by(c.started_at, c.call_id).limit(limit + 1)
+        .where(where(query)).order_by(c.started_at.desc(), c.call_id.desc()).limit(limit + 1)
     )  # fmt: skip
     cache = cache if cache is not None else FactsCache(limit)
     with store.engine.connect() as conn:
         rows = conn.execute(stmt).all()
         truncated = len(rows) > limit
-        rows = rows[:limit]
+        rows = rows[:limit][::-1]
         found: dict[str, CallFacts] = {}
         missing = []
         for row in rows:

@@ -70,7 +70,7 @@ class ReportOut(BaseModel):
     period: Literal["day", "week"]
     utc_offset_min: int
     targets: TargetsOut
-    truncated: bool = Field(description=f"more than {MAX_CALLS} calls matched: the oldest are counted")
+    truncated: bool = Field(description=f"more than {MAX_CALLS} calls matched: the newest are counted")
     overall: FiguresOut
     groups: list[GroupOut]
 

@@ -219,7 +219,7 @@ function groupSection(group, label) {
 }
 
 function render() {
-  const meta = `${report.overall.calls} calls · per ${report.group_by === "agent" ? "agent" : "team (queue)"} · by ${report.period}${report.truncated ? " · truncated: only the oldest calls are counted" : ""}`;
+  const meta = `${report.overall.calls} calls · per ${report.group_by === "agent" ? "agent" : "team (queue)"} · by ${report.period}${report.truncated ? " · truncated: only the newest 20,000 calls are counted" : ""}`;
   $("report-meta").textContent = meta;
   const f = $("report-form").elements;
   if (f.target_politeness.value === "") f.target_politeness.placeholder = String(Math.round(report.targets.politeness * 100));
@@ -270,5 +270,11 @@ $("report-form").addEventListener("submit", (e) => {
   load();
 });
 
-fillForm(new URLSearchParams(window.location.search));
+const initial = new URLSearchParams(window.location.search);
+fillForm(initial);
+if (initial.get("since") === null) {
+  // the last 28 days unless the link says otherwise (a report counts the newest 20,000 calls)
+  const d = new Date(Date.now() - 28 * 86400 * 1000);
+  $("r-since").value = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+}
 if (getToken()) load();
