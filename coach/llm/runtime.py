@@ -4,7 +4,7 @@
 thread calls it; the native code releases the GIL, so the event loop keeps running). Settings that
 matter on a small shared machine: one slot, ``threads`` for both prompt and generation, no busy
 polling between threads (``poll = 0``: on a busy 2-core machine spinning threads cost more than they
-gain), a bounded host-memory prompt cache (``cache_ram_mib``) so a call's grown transcript and
+gain; ``poll`` sets it), a bounded host-memory prompt cache (``cache_ram_mib``) so a call's grown transcript and
 another call's prompt both reuse what was evaluated before, and every layer on the GPU when
 ``device == "cuda"`` (a CUDA build of xllamacpp is then needed; the pinned wheel is the CPU one).
 
@@ -63,6 +63,7 @@ class RuntimeSettings:
     device: Device = "cpu"
     n_ctx: int = 4096
     cache_ram_mib: int = 256
+    poll: int = 0  # 0..100: how much idle worker threads spin (llama.cpp's default is 50)
     seed: int = 7
 
 
@@ -83,8 +84,8 @@ class XllamaGenerator:
         params.n_predict = 512
         params.cpuparams.n_threads = settings.threads
         params.cpuparams_batch.n_threads = settings.threads
-        params.cpuparams.poll = 0
-        params.cpuparams_batch.poll = 0
+        params.cpuparams.poll = settings.poll
+        params.cpuparams_batch.poll = settings.poll
         params.n_gpu_layers = 999 if settings.device == "cuda" else 0
         params.cache_prompt = True
         params.cache_ram_mib = settings.cache_ram_mib

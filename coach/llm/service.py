@@ -18,7 +18,8 @@ Environment (``LlmConfig.from_env``): ``ASSIST_LLM`` (``lazy`` | ``startup`` | `
 ``ASSIST_LLM_MODEL`` (a GGUF file instead of the packaged model: ``models/registry.py``),
 ``ASSIST_LLM_THREADS`` (default 1 on up to 2 cores, else half the cores up to 4),
 ``ASSIST_LLM_DEVICE`` or ``ASSIST_DEVICE`` (``cpu`` | ``cuda``), ``ASSIST_LLM_QUEUE`` (4),
-``ASSIST_LLM_CTX`` (4096), ``ASSIST_LLM_CACHE_MIB`` (256), ``ASSIST_LLM_POSTCALL``
+``ASSIST_LLM_CTX`` (4096), ``ASSIST_LLM_CACHE_MIB`` (256), ``ASSIST_LLM_POLL`` (0: idle runtime
+threads sleep rather than spin), ``ASSIST_LLM_POSTCALL``
 (``auto``: post-call notes while the model is loaded; ``on``; ``off``).
 """
 
@@ -88,6 +89,7 @@ class LlmConfig:
     background_size: int = 64
     n_ctx: int = 4096
     cache_ram_mib: int = 256
+    poll: int = 0  # how much the runtime's idle threads spin (0..100; matters with threads > 1)
     postcall: PostCall = "auto"
     summary_tokens: int = 96
     postcall_tokens: int = 120
@@ -107,13 +109,14 @@ class LlmConfig:
             queue_size=_int_env("ASSIST_LLM_QUEUE", 4, 1, 1000),
             n_ctx=_int_env("ASSIST_LLM_CTX", 4096, 512, 131072),
             cache_ram_mib=_int_env("ASSIST_LLM_CACHE_MIB", 256, 0, 65536),
+            poll=_int_env("ASSIST_LLM_POLL", 0, 0, 100),
             postcall=_choice_env("ASSIST_LLM_POSTCALL", "auto", ("auto", "on", "off")),  # type: ignore[arg-type]
         )
 
     @property
     def runtime(self) -> RuntimeSettings:
         return RuntimeSettings(threads=self.threads, device=self.device, n_ctx=self.n_ctx,
-                               cache_ram_mib=self.cache_ram_mib)  # fmt: skip
+                               cache_ram_mib=self.cache_ram_mib, poll=self.poll)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
