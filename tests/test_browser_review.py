@@ -138,6 +138,9 @@ def test_search_open_a_call_give_verdicts_and_the_rule_precision_changes(
 
     after = _precision_row(km, "abuse.insult", 1)
     assert after.get_attribute("data-precision") == "1"
+    assert (
+        after.query_selector(".precision-recent").get_attribute("data-precision") == "1"
+    )  # last 30 days too
 
     # bob's abusive call: "not a violation" halves the rule's precision
     qa.click("#back-to-results")
