@@ -7,6 +7,7 @@ call), built with ``tests.store_helpers.make_record``."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 
 from sidecar.events import Event
+from sidecar.qa.watch import CONFIG_ENV
 from sidecar.service.auth import Principal, Role, TokenEntry, TokenTable
 from sidecar.service.config import ServiceConfig
 from sidecar.store.record import CallRecord
@@ -57,7 +59,11 @@ class ReviewService:
         return published
 
 
-def start_review_service(data: Path) -> tuple[ReviewService, Any, threading.Thread]:
+def start_review_service(
+    data: Path, warnings_config: Path | None = None
+) -> tuple[ReviewService, Any, threading.Thread]:
+    """``warnings_config``: the early-warning thresholds file its ``WarningWatch`` reads
+    (``ASSIST_EARLY_WARNINGS``, set while the service starts)."""
     from coach.engine import Coach
     from knowledge.feedback import FeedbackLog
     from knowledge.store import SnippetStore
@@ -78,18 +84,27 @@ def start_review_service(data: Path) -> tuple[ReviewService, Any, threading.Thre
     thread = threading.Thread(
         target=lambda: loop.run_until_complete(server.serve()), name="review-serve", daemon=True
     )
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not (server.started and getattr(app.state, "call_store", None) is not None):
-        assert thread.is_alive(), "the review test service did not start"
-        assert time.monotonic() < deadline, "the review test service did not start in time"
-        time.sleep(0.05)
+    before = os.environ.get(CONFIG_ENV)
+    if warnings_config is not None:
+        os.environ[CONFIG_ENV] = str(warnings_config)
+    try:
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not (server.started and getattr(app.state, "call_store", None) is not None):
+            assert thread.is_alive(), "the review test service did not start"
+            assert time.monotonic() < deadline, "the review test service did not start in time"
+            time.sleep(0.05)
+    finally:
+        if before is None:
+            os.environ.pop(CONFIG_ENV, None)
+        else:
+            os.environ[CONFIG_ENV] = before
     return ReviewService(f"http://127.0.0.1:{port}", app, services, loop), server, thread
 
 
-def review_service(data: Path) -> Iterator[ReviewService]:
+def review_service(data: Path, warnings_config: Path | None = None) -> Iterator[ReviewService]:
     """For a module-scoped fixture: the service, stopped at the end."""
-    service, server, thread = start_review_service(data)
+    service, server, thread = start_review_service(data, warnings_config)
     yield service
     server.should_exit = True
     thread.join(timeout=30)

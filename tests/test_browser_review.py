@@ -5,11 +5,12 @@ real service whose call store holds planned calls (``tests.review_helpers``):
   (a knowledge manager's) shows that rule's precision change; the filtered list exports as CSV;
 - the report page's charts carry the numbers the stored calls give (computed here), with the
   targets drawn, and a bar opens the calls behind it;
-- a supervisor sees an early warning appear on the floor when the watch publishes it, and go when
-  it clears;
+- a supervisor sees an early warning appear on the floor and go when it clears: one published as
+  the watch publishes it, and one the service's own ``WarningWatch`` raises from a call's events
+  (thresholds from a YAML file) and clears after a calmer call;
 - an agent sees only their own history and figures.
 
-Screenshots go to ``test-artifacts/browser/`` (review-*.png, reports-*.png, floor-warning.png).
+Screenshots go to ``test-artifacts/browser/`` (review-*.png, reports-*.png, floor-warning*.png).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pytest
 from sidecar.qa.warning import EarlyWarning
 from sidecar.qa.watch import warning_event
 from tests.review_helpers import Planned, ReviewService, review_service, store_planned
+from tests.store_helpers import call_events
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
@@ -41,9 +43,17 @@ ARTIFACTS = (
 WAIT_MS = 20_000
 
 
+# the service's own WarningWatch, with a negative-word share that one short call can reach
+WARNINGS_YAML = (
+    "negative_share: {threshold: 0.5, clear_below: 0.3, window_s: 3600, min_calls: 1, min_words: 3}\n"
+)
+
+
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewService]:
-    yield from review_service(tmp_path_factory.mktemp("review-ui-data"))
+    data = tmp_path_factory.mktemp("review-ui-data")
+    (config := data / "early-warnings.yaml").write_text(WARNINGS_YAML, encoding="utf-8")
+    yield from review_service(data, warnings_config=config)
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +249,30 @@ def test_a_supervisor_sees_an_early_warning_appear_and_clear(browser: Any, svc: 
     svc.publish(warning_event(cleared))
     page.wait_for_selector("#floor-warnings", state="hidden", timeout=WAIT_MS)
     assert page.locator("#warnings li").count() == 0
+    assert not page.errors, page.errors
+    page.context.close()
+
+
+def test_the_service_watch_raises_a_warning_the_supervisor_sees(browser: Any, svc: ReviewService) -> None:
+    """End to end: a call's events on the bus -> the service's WarningWatch -> ``floor.warnings``
+    -> the SSE stream -> the console; a calmer call in the same queue clears it."""
+    page = _page(browser, svc, "sam", "supervisor.html")
+    page.wait_for_selector("#floor-state", timeout=WAIT_MS)
+    for event in call_events("angry-1", agent="wendy", queue="escalations", customer_ref=None, abusive=False,
+                             text="terrible awful horrible useless"):  # fmt: skip
+        svc.publish(event)
+    item = page.wait_for_selector(
+        '#warnings li[data-kind="negative_share"][data-key="escalations"]', timeout=WAIT_MS
+    )
+    assert page.locator('#warnings li[data-kind="negative_share"] a[data-call-id="angry-1"]').count() == 1
+    episode = item.get_attribute("data-episode")
+    page.screenshot(path=str(ARTIFACTS / "floor-warning-watch.png"), full_page=True)
+    calm = " ".join(["thanks that sounds fine"] * 10)
+    for event in call_events(
+        "calm-1", agent="wendy", queue="escalations", customer_ref=None, abusive=False, text=calm
+    ):
+        svc.publish(event)
+    page.wait_for_selector(f'#warnings li[data-episode="{episode}"]', state="detached", timeout=WAIT_MS)
     assert not page.errors, page.errors
     page.context.close()
 
