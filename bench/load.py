@@ -1,7 +1,7 @@
 """Load bench: one real ``assist serve`` plays N recorded calls live, in real time, at once.
 
     .venv/bin/python bench/load.py [--calls 1,2,4,6] [--seconds 60] [--stagger 1.0]
-        [--repo PATH] [--recording WAV ...] [--timeout 1800] [--json OUT.json]
+        [--repo PATH] [--recording WAV ...] [--text] [--timeout 1800] [--json OUT.json]
 
 What runs, all on loopback (127.0.0.1):
 
@@ -14,6 +14,8 @@ What runs, all on loopback (127.0.0.1):
   call's coach and knowledge, as the demo plays them), ``--stagger`` seconds apart, cycling over
   the English recordings (the demo's Kokoro-rendered calls), each cut to its first ``--seconds``
   (16 kHz stereo PCM copies in the bench's temporary directory).
+- ``--text``: the demo's English calls as timed transcripts instead (``.jsonl`` recordings, each
+  final published at its turn's end): no ASR, so what lags is the transcript path and the coach.
 - The followers: one thread per call reads the call's SSE stream (``GET /v1/calls/{id}/events``)
   from right after the call started until ``call.ended``.
 
@@ -137,6 +139,31 @@ def cut(src: Path, dst: Path, seconds: float) -> float:
         w.setframerate(PIPELINE_RATE)
         w.writeframes(pair.tobytes())
     return n / PIPELINE_RATE
+
+
+def transcripts(dst: Path, seconds: float) -> list[tuple[str, float]]:
+    """``--text``: the demo's English calls (``samples/demo/calls.json``) as timed transcripts
+    (2.6 words a second, 0.8 s between turns), cut at ``seconds``: no ASR, so the lag is the
+    coach's and the transcript path's alone."""
+    calls = json.loads((ROOT / "samples" / "demo" / "calls.json").read_text(encoding="utf-8"))["calls"]
+    out = []
+    for call in calls:
+        if call.get("lang") != "en":
+            continue
+        t, lines = 0.5, []
+        for turn in call["turns"]:
+            if turn["speaker"] not in ("agent", "customer") or not turn.get("text"):
+                continue
+            end = t + max(1.0, len(turn["text"].split()) / 2.6)
+            if end > seconds:
+                break
+            lines.append(json.dumps({"channel": turn["speaker"], "text": turn["text"], "start_s": round(t, 2),
+                                     "end_s": round(end, 2)}))  # fmt: skip
+            t = end + 0.8
+        name = f"{call['id']}.jsonl"
+        (dst / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        out.append((name, t))
+    return out
 
 
 def free_port() -> int:
@@ -310,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stagger", type=float, default=1.0, help="seconds between a round's call starts")
     p.add_argument("--repo", type=Path, default=ROOT, help="the checkout whose `assist serve` runs")
     p.add_argument("--recording", action="append", default=None, help="an English WAV (repeatable)")
+    p.add_argument("--text", action="store_true", help="play timed transcripts instead of audio (no ASR)")
     p.add_argument("--timeout", type=float, default=1800.0, help="the whole run's limit, seconds")
     p.add_argument("--json", type=Path, default=None, help="write the rounds here too")
     args = p.parse_args(argv)
@@ -319,9 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     (work / "recordings").mkdir()
     names = []
     lengths = []
-    for src in find_recordings(args.recording or list(DEFAULT_RECORDINGS)):
-        lengths.append(cut(src, work / "recordings" / src.name, args.seconds))
-        names.append(src.name)
+    if args.text:
+        for name, length in transcripts(work / "recordings", args.seconds):
+            names.append(name)
+            lengths.append(length)
+    else:
+        for src in find_recordings(args.recording or list(DEFAULT_RECORDINGS)):
+            lengths.append(cut(src, work / "recordings" / src.name, args.seconds))
+            names.append(src.name)
     length_s = max(lengths)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
