@@ -162,6 +162,8 @@ class CoachSink:
         done: asyncio.Future[Event] | None = None
         async with self._lock:  # the call's channels: redacted and queued in one order
             if self._ending:
+                if event.type == "call.ended":  # ended twice (cancelled while ending): once is enough
+                    return event
                 raise RuntimeError(f"call {event.call_id} has ended; nothing more can be coached")
             published = event
             for i, item in enumerate(self.session.redact(event)):
