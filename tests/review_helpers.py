@@ -1,6 +1,7 @@
 """A real service for the review and report tests: uvicorn on 127.0.0.1 in a thread with its own
 event loop (so a test can publish on the service's in-memory bus), the coach without embedding
-models, the call store in the test's data folder, one token per user. Stored calls are saved
+models, the call store in the test's data folder, one token per user, a recordings folder with the
+service's transcript fixtures and one WAV (``rev-a1.wav``). Stored calls are saved
 through the service's own ``CallStore`` (``save``, what the live writer and ``assist qa run``
 call), built with ``tests.store_helpers.make_record``."""
 
@@ -8,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +76,12 @@ def start_review_service(
     from sidecar.service.serve import make_server
 
     tokens = TokenTable([TokenEntry(token, Principal(name, role)) for name, (token, role) in USERS.items()])
-    config = ServiceConfig(data_dir=data, recordings_dir=FIXTURES, kb_seed=None, tokens=tokens, knowledge=False,
+    recordings = data / "recordings"
+    recordings.mkdir(exist_ok=True)
+    for path in FIXTURES.glob("*.jsonl"):
+        shutil.copy(path, recordings / path.name)
+    write_wav(recordings / PLAYABLE, seconds=2.0)  # rev-a1's recording (make_record names it so)
+    config = ServiceConfig(data_dir=data, recordings_dir=recordings, kb_seed=None, tokens=tokens, knowledge=False,
                            preload_lang=None)  # fmt: skip
     store = SnippetStore(":memory:")
     services = Services(config=config, bus=InMemoryBus(), tokens=tokens, store=store, feedback=FeedbackLog(store),
@@ -111,6 +119,16 @@ def review_service(data: Path, warnings_config: Path | None = None) -> Iterator[
 
 
 DAY = 86_400.0
+PLAYABLE = "rev-a1.wav"
+
+
+def write_wav(path: Path, seconds: float, rate: int = 8000) -> None:
+    """A quiet mono 16-bit WAV (a recording the review page can play)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * int(seconds * rate))
 
 
 def day_start(days_ago: int, now: float | None = None) -> float:

@@ -136,7 +136,8 @@ def test_search_open_a_call_give_verdicts_and_the_rule_precision_changes(
     assert "[card]" in qa.inner_text("#timeline")
     assert "4111" not in qa.inner_text("#call-view")
     assert qa.locator("#call-timeline svg rect.mark-alert").count() == 2
-    assert "playback is not available" in qa.inner_text("#call-recording")
+    qa.wait_for_selector('#call-recording[data-playable="true"]', timeout=WAIT_MS)  # rev-a1.wav: 2 s
+    assert qa.eval_on_selector("#call-audio", "a => a.duration") == pytest.approx(2.0, abs=0.05)
     alert = qa.locator('#alert-list li[data-rule-id="abuse.insult"]')
     alert.locator(".verdict-comment").fill("clear insult")
     alert.locator(".verdict-confirm").click()
@@ -159,6 +160,8 @@ def test_search_open_a_call_give_verdicts_and_the_rule_precision_changes(
     qa.wait_for_selector('#results tbody tr[data-call-id="rev-b2"]', timeout=WAIT_MS)
     qa.click('#results tbody tr[data-call-id="rev-b2"]')
     qa.wait_for_selector('#call-view[data-call-id="rev-b2"]', timeout=WAIT_MS)
+    qa.wait_for_selector('#call-recording[data-playable="false"]', timeout=WAIT_MS)  # no such file
+    assert "not playable here" in qa.inner_text("#call-recording")
     qa.locator('#alert-list li[data-rule-id="abuse.insult"] .verdict-reject').click()
     qa.wait_for_selector('#alert-list li[data-verdict="not_a_violation"]', timeout=WAIT_MS)
     halved = _precision_row(km, "abuse.insult", 2)

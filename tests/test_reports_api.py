@@ -1,4 +1,4 @@
-"""GET /v1/reports and GET /v1/floor/warnings/events over a real service and its call store: roles (an agent gets only their own
+"""GET /v1/reports, GET /v1/floor/warnings/events and a stored call's recording over a real service and its call store: roles (an agent gets only their own
 figures; QA and supervisors everyone's; a knowledge manager none), the figures equal what the
 stored calls say (computed here from the planned calls), day and week buckets, the 7-day repeat
 contact across agents, targets echoed; and the pure aggregation's edges."""
@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from statistics import mean
 
+import httpx
 import pytest
 
 from sidecar.qa.warning import EarlyWarning
@@ -22,9 +24,10 @@ from sidecar.service.reports import (
     read_facts,
     with_repeat,
 )
+from sidecar.service.routes_playback import playable
 from sidecar.store.query import CallQuery
 from sidecar.store.repository import CallStore
-from tests.review_helpers import Planned, ReviewService, review_service, store_planned
+from tests.review_helpers import Planned, ReviewService, review_service, store_planned, write_wav
 from tests.service_helpers import read_sse
 from tests.store_helpers import make_record
 
@@ -216,3 +219,50 @@ def test_read_facts_streams_oldest_first_and_says_when_it_stopped(database_url: 
         assert (cache.misses, cache.hits) == (3, 3)
     finally:
         store.close()
+
+
+def test_a_stored_recording_plays_for_whoever_may_read_the_call(
+    svc: ReviewService, plan: list[Planned]
+) -> None:
+    with svc.client("alice") as c:  # rev-a1 is alice's; its reference names rev-a1.wav
+        whole = c.get("/v1/history/calls/rev-a1/recording")
+        part = c.get("/v1/history/calls/rev-a1/recording", headers={"Range": "bytes=0-43"})
+    assert whole.status_code == 200, whole.text
+    assert whole.headers["content-type"] == "audio/wav"
+    assert whole.content[:4] == b"RIFF"
+    assert len(whole.content) == 44 + 2 * 8000 * 2  # the header and 2 s of 16-bit 8 kHz
+    assert part.status_code == 206
+    assert part.content == whole.content[:44]
+    with httpx.Client(base_url=svc.base, timeout=30) as anonymous:  # an <audio> element: token in the query
+        query = anonymous.get(
+            "/v1/history/calls/rev-a1/recording", params={"access_token": svc.token("quinn")}
+        )
+        assert query.status_code == 200
+        assert anonymous.get("/v1/history/calls/rev-a1/recording").status_code == 401
+    with svc.client("bob") as c:
+        assert c.get("/v1/history/calls/rev-a1/recording").status_code == 403
+        assert c.get("/v1/history/calls/rev-b1/recording").status_code == 404  # no such file
+    with svc.client("kim") as c:
+        assert c.get("/v1/history/calls/rev-a1/recording").status_code == 403
+
+
+def test_only_a_wav_inside_the_recordings_folder_is_playable(tmp_path: Path) -> None:
+    root = tmp_path / "recordings"
+    root.mkdir()
+    write_wav(root / "a.wav", seconds=0.1)
+    write_wav(tmp_path / "outside.wav", seconds=0.1)
+    (root / "t.jsonl").write_text("{}\n", encoding="utf-8")
+    (root / "link.wav").symlink_to(tmp_path / "outside.wav")
+    assert playable(root, "a.wav") == (root / "a.wav").resolve()
+    assert playable(root, str(root / "a.wav")) == (root / "a.wav").resolve()  # qa run: an absolute path
+    for ref in (
+        "../outside.wav",
+        str(tmp_path / "outside.wav"),
+        "link.wav",
+        "t.jsonl",
+        "missing.wav",
+        "",
+        None,
+    ):
+        assert playable(root, ref) is None, ref
+    assert playable(None, "a.wav") is None

@@ -32,6 +32,7 @@ from sidecar.service import (
     routes_calls,
     routes_history,
     routes_kb,
+    routes_playback,
     routes_reports,
     routes_rules,
     routes_warnings,
@@ -150,6 +151,7 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
     app.include_router(routes_llm.router)
     app.include_router(routes_history.router)
     app.include_router(routes_reports.router)  # agent and team reports (issue 15)
+    app.include_router(routes_playback.router)  # a stored call's recording, for the review page
     app.include_router(routes_warnings.router)  # early warnings on the floor (SSE)
     for tap in tap_routers:
         app.include_router(tap)

@@ -4,8 +4,8 @@
 // with a comment) through PUT /v1/history/calls/{id}/alerts/{alert}/verdict.
 //
 // The filters live in the page's query string (?agent=…&since=…), so a report's chart links here
-// with the calls behind a number; ?call=ID opens one call. Audio playback: the API serves no
-// stored recordings, so the call page names the recording reference only.
+// with the calls behind a number; ?call=ID opens one call. Audio: a recording the service can play
+// (a WAV in its recordings folder) has a player; a timeline item plays from its time.
 import { api, requireToken, withToken, showMe, html, setHtml, fmtTime, fmtDate, fmtNum, getToken, showError, lineChart } from "./common.js";
 
 requireToken();
@@ -214,9 +214,7 @@ function renderCall(c) {
     `source ${c.source}`,
     c.origin === "qa" ? "scored by assist qa run" : "live",
   ].join(" · ");
-  $("call-recording").textContent = c.recording_ref
-    ? `Recording: ${c.recording_ref} (playback is not available: the service does not serve stored recordings)`
-    : "No recording for this call.";
+  renderRecording(c);
   renderAlerts(c);
   setHtml(
     $("checklist"),
@@ -238,6 +236,34 @@ function renderCall(c) {
     ),
   );
 }
+
+/** The call's recording in an audio player, when the service can play it (a WAV in its
+ * recordings folder: GET …/recording, with the token in the query as <audio> sends no headers). */
+function renderRecording(c) {
+  const box = $("call-recording");
+  delete box.dataset.playable;
+  if (!c.recording_ref) {
+    box.textContent = "No recording for this call.";
+    return;
+  }
+  const src = `/v1/history/calls/${enc(c.call_id)}/recording?access_token=${enc(getToken() || "")}`;
+  setHtml(box, html`<audio id="call-audio" controls preload="metadata" src="${src}"></audio> <span class="rec-ref">${c.recording_ref}</span>`);
+  const audio = $("call-audio");
+  audio.addEventListener("loadedmetadata", () => (box.dataset.playable = "true"));
+  audio.addEventListener("error", () => {
+    box.dataset.playable = "false";
+    box.textContent = `Recording: ${c.recording_ref} (not playable here: the service plays only WAV files in its recordings folder)`;
+  });
+}
+
+// a timeline item plays the recording from its time
+$("timeline").addEventListener("click", (e) => {
+  const li = e.target.closest("li[data-t]");
+  const audio = $("call-audio");
+  if (!li || !audio || $("call-recording").dataset.playable !== "true") return;
+  audio.currentTime = Number(li.dataset.t);
+  audio.play().catch(() => {});
+});
 
 /** Every transcript line, alert, checklist step, intent and suggestion of a call, in time order. */
 function timelineItems(c) {
