@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 
 install: $(STAMP)
 
-# The service on embedded defaults, playing the bundled sample call live (again and again);
+# The service on embedded defaults, playing the bundled demo calls (samples/demo) live, looped;
 # it prints a URL with a demo token for each role. Ctrl-C stops it.
 demo: install
 	$(BIN)/assist serve --demo

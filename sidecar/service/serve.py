@@ -1,14 +1,19 @@
-"""``assist serve``: run the service with uvicorn; ``--demo`` also plays the bundled sample call,
-again and again, as a live call for the demo agent, and prints a URL per role."""
+"""``assist serve``: run the service with uvicorn and print a URL per role; ``--demo`` also plays
+the bundled demo calls (``samples/demo``: English and Mandarin, clean, fatal and angry, each with
+its own agent and queue) as live calls, started a little apart and each looped after a pause, so
+the supervisor floor shows calls of different risk at once. ``--demo-call NAME`` plays only that
+recording (from the recordings directory) for the demo agent instead."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -16,14 +21,16 @@ from fastapi import FastAPI
 
 from sidecar.service.app import create_app, end_calls
 from sidecar.service.auth import Role
-from sidecar.service.config import ServiceConfig
+from sidecar.service.config import SAMPLES, ServiceConfig
 from sidecar.service.context import AppContext
 from sidecar.service.limits import header_timeout_protocol, websocket_protocol
 from sidecar.service.live import StartRequest
 from sidecar.service.logs import configure
 
 log = logging.getLogger("assist.service")
-DEMO_PAUSE_S = 5.0
+DEMO_DIR = SAMPLES / "demo"  # the bundled demo calls: <id>.wav and calls.json (who, which queue)
+DEMO_STAGGER_S = 15.0  # between the starts of the demo calls
+DEMO_PAUSE_S = 10.0  # before a demo call plays again
 
 
 def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,17 +41,27 @@ def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--data", type=Path, default=None, help="data directory (default: $ASSIST_DATA or .assist)"
     )
     p.add_argument("--recordings", type=Path, default=None, help="recorded calls that may be played")
-    p.add_argument("--demo", action="store_true", help="play the sample call live, over and over")
-    p.add_argument("--demo-call", default="sample-call.wav", help="the recording the demo plays")
+    p.add_argument("--demo", action="store_true", help="play the bundled demo calls live, over and over")
+    p.add_argument("--demo-call", default=None,
+                   help="play only this recording (a name in the recordings directory) for the demo agent")  # fmt: skip
 
 
-def serve(args: argparse.Namespace) -> int:
-    configure()
+def service_config(args: argparse.Namespace) -> ServiceConfig:
+    """The environment's configuration with the command line's directories; the bundled demo
+    plays from (and lists) ``samples/demo`` unless ``--recordings`` names a directory."""
     config = ServiceConfig.from_env()
     if args.data is not None:
         config.data_dir = args.data
     if args.recordings is not None:
         config.recordings_dir = args.recordings
+    elif args.demo and args.demo_call is None:
+        config.recordings_dir = DEMO_DIR
+    return config
+
+
+def serve(args: argparse.Namespace) -> int:
+    configure()
+    config = service_config(args)
     if args.demo:  # a person is reading this terminal: the URLs matter, not one line per request
         logging.getLogger("assist.access").setLevel(logging.WARNING)
     app = create_app(config)
@@ -58,7 +75,7 @@ def serve(args: argparse.Namespace) -> int:
             ctx: AppContext = app.state.ctx
             _print_urls(ctx, f"http://{args.host}:{args.port}")
             if args.demo:
-                demo = asyncio.create_task(_demo_loop(ctx, args.demo_call))
+                demo = asyncio.create_task(_demo_loop(ctx, args.demo_call, config.recordings_dir or DEMO_DIR))
                 serving.add_done_callback(lambda _: demo.cancel())
         await serving
 
@@ -125,18 +142,76 @@ def _print_urls(ctx: AppContext, base: str) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-async def _demo_loop(ctx: AppContext, recording: str) -> None:
-    """The sample call, live, for the demo agent; when it ends, a pause, then again."""
-    agent = next((e.principal.name for e in ctx.services.tokens.entries if e.principal.role == "agent"), "")
-    while True:
-        try:
-            call_id = await ctx.live.start_recording(
-                StartRequest(recording, realtime=True, lang="en", agent_id=agent, queue="demo")
+@dataclass(frozen=True, slots=True)
+class DemoCall:
+    recording: str  # a bare name in the recordings directory
+    lang: str
+    agent_id: str
+    queue: str
+
+
+def demo_calls(manifest: Path, default_agent: str) -> list[DemoCall]:
+    """The calls of a demo call set (``calls.json``: ``id``, ``lang``, ``agent_id``, ``queue``),
+    each played from ``<id>.wav``; an empty ``agent_id`` is the signed-in demo agent, so the agent
+    widget follows that call."""
+    try:
+        calls = json.loads(manifest.read_text(encoding="utf-8"))["calls"]
+        return [
+            DemoCall(
+                f"{c['id']}.wav", c["lang"], c.get("agent_id") or default_agent, c.get("queue") or "demo"
             )
-        except Exception as exc:
-            log.error("demo call could not start: %s", exc)
+            for c in calls
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{manifest}: not a demo call set: {exc}") from None
+
+
+async def run_demo(
+    calls: list[DemoCall],
+    start: Callable[[StartRequest], Awaitable[str]],
+    ended: Callable[[str], Awaitable[None]],
+    *,
+    stagger_s: float = DEMO_STAGGER_S,
+    pause_s: float = DEMO_PAUSE_S,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Each call ``stagger_s`` after the one before it, live in real time; when one ends, a pause,
+    then it plays again. A call that cannot start is logged and dropped; the others play on."""
+
+    async def loop(index: int, call: DemoCall) -> None:
+        await sleep(index * stagger_s)
+        request = StartRequest(call.recording, realtime=True, lang=call.lang, agent_id=call.agent_id,
+                               queue=call.queue)  # fmt: skip
+        while True:
+            try:
+                call_id = await start(request)
+            except Exception as exc:
+                log.error("demo call %s could not start: %s", call.recording, exc)
+                return
+            print(f"demo: call {call_id} is live: {call.recording} ({call.lang}, agent {call.agent_id}, "
+                  f"queue {call.queue})", file=sys.stderr, flush=True)  # fmt: skip
+            await ended(call_id)
+            await sleep(pause_s)
+
+    async with asyncio.TaskGroup() as group:
+        for index, call in enumerate(calls):
+            group.create_task(loop(index, call))
+
+
+async def _demo_loop(ctx: AppContext, recording: str | None, recordings_dir: Path) -> None:
+    """The bundled demo calls (or only ``recording``, in English, for the demo agent), live."""
+    agent = next((e.principal.name for e in ctx.services.tokens.entries if e.principal.role == "agent"), "")
+    if recording is not None:
+        calls = [DemoCall(recording, "en", agent, "demo")]
+    else:
+        try:
+            calls = demo_calls(recordings_dir / "calls.json", agent)
+        except ValueError as exc:
+            log.error("no demo calls: %s", exc)
             return
-        print(f"demo: call {call_id} is live (agent {agent})", file=sys.stderr, flush=True)
+
+    async def ended(call_id: str) -> None:
         async for event in ctx.services.bus.subscribe(call_id, after_seq=None):
             del event  # the subscription ends with the call
-        await asyncio.sleep(DEMO_PAUSE_S)
+
+    await run_demo(calls, ctx.live.start_recording, ended)
