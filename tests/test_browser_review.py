@@ -204,6 +204,7 @@ def test_report_charts_show_the_stored_figures_and_link_to_the_calls(
         assert (
             group.locator('line.target[data-metric="first_response_s"]').get_attribute("data-target") == "30"
         )
+        assert group.locator('line.target[data-metric="temp_end"]').get_attribute("data-target") == "0"
     # the 7-day repeat: cust-r called alice, then bob a day later
     assert page.get_attribute('[data-group="alice"] .kpi[data-metric="fcr"]', "data-value") == "0.5"
     assert page.get_attribute('[data-group="bob"] .kpi[data-metric="fcr"]', "data-value") == "1"

@@ -61,7 +61,12 @@ def test_supervisor_gets_every_agent_with_figures_from_the_store(
     report = r.json()
     assert [g["key"] for g in report["groups"]] == ["alice", "bob"]
     assert report["overall"]["calls"] == len(plan)
-    assert report["targets"] == {"politeness": 0.95, "fcr": 0.85, "first_response_s": 30.0}
+    assert report["targets"] == {
+        "politeness": 0.95,
+        "fcr": 0.85,
+        "first_response_s": 30.0,
+        "satisfaction": 0.0,
+    }
     for group in report["groups"]:
         mine = [p for p in plan if p.agent == group["key"]]
         f = group["figures"]
@@ -159,6 +164,11 @@ def test_aggregation_edges() -> None:
 def test_targets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSIST_REPORT_TARGETS", "politeness=0.9, first_response_s=20")
     assert Targets.from_env() == Targets(politeness=0.9, fcr=0.85, first_response_s=20.0)
+    monkeypatch.setenv("ASSIST_REPORT_TARGETS", "satisfaction=-0.2")
+    assert Targets.from_env().satisfaction == -0.2
+    monkeypatch.setenv("ASSIST_REPORT_TARGETS", "fcr=-0.2")
+    with pytest.raises(Exception, match="fcr must be a finite number >= 0"):
+        Targets.from_env()
     monkeypatch.setenv("ASSIST_REPORT_TARGETS", "speed=1")
     with pytest.raises(Exception, match="unknown target 'speed'"):
         Targets.from_env()

@@ -9,7 +9,8 @@ A team is a queue: the store keeps each call's queue, and no other team membersh
 - ``disclosure``: required checklist steps done / steps done or missed;
 - ``politeness``: share of calls without an abusive, discriminatory or unprofessional remark;
 - ``handle_time_s``: mean call duration; ``dead_air_s``: mean seconds of flagged dead air a call;
-- ``temp_start`` / ``temp_end``: mean customer temperature (-1..1) at the first and last reading;
+- ``temp_start`` / ``temp_end``: mean customer temperature (-1..1) at the first and last reading
+  (the end is the satisfaction proxy);
 - ``first_response_s``: mean time of the agent's first utterance; ``first_response_ok`` the share
   within the target;
 - ``fcr``: first-contact resolution proxy: share of calls with a customer reference that are not
@@ -47,6 +48,7 @@ READ_BATCH = 200  # stored records read per query
 RUDE = frozenset({"abuse", "discrimination", "unprofessional"})
 NOT_VIOLATIONS = frozenset({"dead_air", "missing_disclosure"})
 TARGETS_ENV = "ASSIST_REPORT_TARGETS"
+TARGET_KEYS = ("politeness", "fcr", "first_response_s", "satisfaction")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +58,12 @@ class Targets:
     politeness: float = 0.95
     fcr: float = 0.85
     first_response_s: float = 30.0
+    satisfaction: float = 0.0  # the customer's mean temperature at the end of the call (-1..1)
 
     @classmethod
     def from_env(cls) -> Targets:
-        """``ASSIST_REPORT_TARGETS="politeness=0.95,fcr=0.85,first_response_s=30"`` (any subset)."""
+        """``ASSIST_REPORT_TARGETS="politeness=0.95,fcr=0.85,first_response_s=30,satisfaction=0"``
+        (any subset)."""
         value = os.environ.get(TARGETS_ENV, "").strip()
         if not value:
             return cls()
@@ -67,16 +71,15 @@ class Targets:
         for part in (p.strip() for p in value.split(",") if p.strip()):
             key, _, number = part.partition("=")
             key = key.strip()
-            if key not in ("politeness", "fcr", "first_response_s"):
-                raise ConfigError(
-                    f"{TARGETS_ENV}: unknown target {key!r} (politeness, fcr, first_response_s)"
-                )
+            if key not in TARGET_KEYS:
+                raise ConfigError(f"{TARGETS_ENV}: unknown target {key!r} ({', '.join(TARGET_KEYS)})")
             try:
                 found[key] = float(number)
             except ValueError:
                 raise ConfigError(f"{TARGETS_ENV}: {key} needs a number") from None
-            if not math.isfinite(found[key]) or found[key] < 0:
-                raise ConfigError(f"{TARGETS_ENV}: {key} must be a finite number >= 0")
+            low = -1.0 if key == "satisfaction" else 0.0
+            if not math.isfinite(found[key]) or found[key] < low:
+                raise ConfigError(f"{TARGETS_ENV}: {key} must be a finite number >= {low:g}")
         return cls(**found)
 
 

@@ -31,6 +31,7 @@ class TargetsOut(BaseModel):
     politeness: float = Field(description="share of calls without a rude remark, 0..1")
     fcr: float = Field(description="first-contact resolution proxy, 0..1")
     first_response_s: float = Field(description="seconds to the agent's first utterance")
+    satisfaction: float = Field(description="mean customer temperature at the end (-1..1), a proxy")
 
 
 class FiguresOut(BaseModel):
@@ -75,12 +76,14 @@ class ReportOut(BaseModel):
     groups: list[GroupOut]
 
 
-def _targets(politeness: float | None, fcr: float | None, first_response_s: float | None) -> Targets:
+def _targets(politeness: float | None, fcr: float | None, first_response_s: float | None,
+             satisfaction: float | None) -> Targets:  # fmt: skip
     try:
         base = Targets.from_env()
     except ConfigError as exc:
         raise HTTPException(500, str(exc)) from None
-    given = {"politeness": politeness, "fcr": fcr, "first_response_s": first_response_s}
+    given = {"politeness": politeness, "fcr": fcr, "first_response_s": first_response_s,
+             "satisfaction": satisfaction}  # fmt: skip
     return replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -107,6 +110,7 @@ async def report(
     target_politeness: Annotated[float | None, Query(ge=0, le=1)] = None,
     target_fcr: Annotated[float | None, Query(ge=0, le=1)] = None,
     target_first_response_s: Annotated[float | None, Query(ge=0, le=3600)] = None,
+    target_satisfaction: Annotated[float | None, Query(ge=-1, le=1)] = None,
 ) -> dict[str, Any]:
     """Per agent or team, per day or week: QA score, violations, disclosure compliance, politeness,
     handle time, dead air, customer temperature at start and end, first response, repeat contacts."""
@@ -116,7 +120,7 @@ async def report(
         agent = principal.name
     if since is not None and until is not None and until <= since:
         raise HTTPException(422, "until must be after since")
-    targets = _targets(target_politeness, target_fcr, target_first_response_s)
+    targets = _targets(target_politeness, target_fcr, target_first_response_s, target_satisfaction)
     query = CallQuery(agent_id=agent, queue=queue, since=since, until=until)
     facts, truncated = await asyncio.to_thread(read_facts, history.store, query, MAX_CALLS, cache)
     built = aggregate(facts, group_by=group, period=period, targets=targets, utc_offset_min=utc_offset_min,

@@ -1,8 +1,8 @@
 // Agent and team reports (GET /v1/reports): per agent or team (queue), over days or weeks, as
 // inline SVG charts written here (no library). Every bar, segment and figure carries its number in
 // data attributes (data-metric, data-bucket, data-value) and links to the calls behind it in the
-// review page (review.html?agent=…&since=…&until=…[&category=…&severity=…]). Targets are drawn as
-// dashed lines; the page's query string holds the choices (a reload or a shared link keeps them).
+// review page (review.html?agent=…&since=…&until=…[&category=…&severity=…]). Targets (politeness,
+// FCR, first response, end temperature as the satisfaction proxy) are drawn as dashed lines; the page's query string holds the choices (a reload or a shared link keeps them).
 import { api, requireToken, withToken, showMe, html, setHtml, fmtNum, getToken } from "./common.js";
 
 requireToken();
@@ -11,6 +11,7 @@ for (const a of document.querySelectorAll("a[data-nav]")) a.href = withToken(a.g
 showMe($("me"));
 
 const r1 = (x) => Math.round(x * 10) / 10;
+const FORM_FIELDS = ["group", "period", "since", "until", "target_politeness", "target_fcr", "target_first_response_s", "target_satisfaction"];
 const pct = (x) => (x == null ? "–" : `${Math.round(x * 1000) / 10}%`);
 const secs = (x) => (x == null ? "–" : `${fmtNum(x, 1)} s`);
 const num1 = (x) => (x == null ? "–" : fmtNum(x, 1));
@@ -34,6 +35,7 @@ function apiParams() {
   if (f.target_politeness.value !== "") p.set("target_politeness", String(Number(f.target_politeness.value) / 100));
   if (f.target_fcr.value !== "") p.set("target_fcr", String(Number(f.target_fcr.value) / 100));
   if (f.target_first_response_s.value !== "") p.set("target_first_response_s", f.target_first_response_s.value);
+  if (f.target_satisfaction.value !== "") p.set("target_satisfaction", f.target_satisfaction.value);
   // days begin at the browser's local midnight
   p.set("utc_offset_min", String(-new Date().getTimezoneOffset()));
   return p;
@@ -42,7 +44,7 @@ function apiParams() {
 function pageParams() {
   const f = $("report-form").elements;
   const p = new URLSearchParams();
-  for (const name of ["group", "period", "since", "until", "target_politeness", "target_fcr", "target_first_response_s"]) {
+  for (const name of FORM_FIELDS) {
     if (f[name].value !== "") p.set(name, f[name].value);
   }
   return p;
@@ -50,7 +52,7 @@ function pageParams() {
 
 function fillForm(p) {
   const f = $("report-form").elements;
-  for (const name of ["group", "period", "since", "until", "target_politeness", "target_fcr", "target_first_response_s"]) {
+  for (const name of FORM_FIELDS) {
     if (p.get(name) !== null) f[name].value = p.get(name);
   }
 }
@@ -143,6 +145,11 @@ function tempChart(group) {
       parts.push(html`<a href="${reviewHref(group.key, b)}"><rect class="col ${cls}" x="${r1(x)}" y="${top}" width="${r1(bw)}" height="${r1(Math.max(0.5, Math.abs(Y(v) - Y(0))))}" data-metric="${metric}" data-bucket="${b.key}" data-value="${v}"><title>${b.key} ${cls}: ${signed(v)}</title></rect></a>`);
     });
   });
+  const target = report.targets.satisfaction;
+  if (target != null) {
+    const y = Y(target);
+    parts.push(html`<line class="target" x1="${M.l}" x2="${M.l + w}" y1="${y}" y2="${y}" data-metric="temp_end" data-target="${target}"/><text class="target-label" x="${M.l + w}" y="${y - 2}" text-anchor="end">end target ${signed(target)}</text>`);
+  }
   return chartBox("Customer temperature: start (grey) vs end (blue)", "temperature", html`<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="customer temperature start vs end" data-chart="temperature">${parts}</svg>`);
 }
 
@@ -201,7 +208,7 @@ function groupSection(group, label) {
       ${kpi("Handle time", "handle_time_s", f.handle_time_s, secs)}
       ${kpi("Dead air / call", "dead_air_s", f.dead_air_s, secs)}
       ${kpi("Temperature start", "temp_start", f.temp_start, signed)}
-      ${kpi("Temperature end", "temp_end", f.temp_end, signed)}
+      ${kpi("Temperature end", "temp_end", f.temp_end, signed, t.satisfaction)}
       ${kpi("Violations", "violations_total", f.violations_total, (x) => String(x ?? "–"))}
     </div>
     <div class="charts">
@@ -225,6 +232,7 @@ function render() {
   if (f.target_politeness.value === "") f.target_politeness.placeholder = String(Math.round(report.targets.politeness * 100));
   if (f.target_fcr.value === "") f.target_fcr.placeholder = String(Math.round(report.targets.fcr * 100));
   if (f.target_first_response_s.value === "") f.target_first_response_s.placeholder = String(report.targets.first_response_s);
+  if (f.target_satisfaction.value === "") f.target_satisfaction.placeholder = String(report.targets.satisfaction);
   const overall = { key: null, figures: report.overall, series: [] };
   const sections = [];
   if (report.groups.length > 1) sections.push(overallSection(overall));
