@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -296,3 +298,17 @@ def test_migration_from_the_previous_revision_keeps_the_calls(database_url: str)
     assert migrate.downgrade(store.engine, "0001") == "0001"
     assert "audit_log" not in inspect(store.engine).get_table_names()
     store.close()
+
+
+def test_nodes_starting_together_migrate_one_after_the_other(postgres_database: str) -> None:
+    """PostgreSQL, where several API nodes share a database: three processes upgrade an empty
+    database at once; the advisory lock makes the later ones find it done."""
+    from tests.store_fixtures import empty_postgres
+
+    url = empty_postgres(postgres_database)
+    code = "import sys; from sqlalchemy import create_engine; from sidecar.store import migrate; print(migrate.upgrade(create_engine(sys.argv[1])))"
+    nodes = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]  # fmt: skip
+    results = [node.communicate(timeout=120) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0, 0], [err[-500:] for _, err in results]
+    assert [out.strip() for out, _ in results] == ["0002", "0002", "0002"]
