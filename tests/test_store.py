@@ -24,6 +24,7 @@ from sidecar.store.retention import DAY_S, erase_customer, purge_expired
 from sidecar.store.schema import metadata
 from sidecar.store.settings import StoreSettings, normalise_url, sqlite_url
 from sidecar.store.subscriber import PersistStats, persist_calls
+from tests.conftest import RedisBusFactory
 from tests.store_helpers import call_events, make_record
 
 pytest_plugins = ["tests.store_fixtures"]
@@ -312,3 +313,30 @@ def test_nodes_starting_together_migrate_one_after_the_other(postgres_database: 
     results = [node.communicate(timeout=120) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0, 0], [err[-500:] for _, err in results]
     assert [out.strip() for out, _ in results] == ["0002", "0002", "0002"]
+
+
+@pytest.mark.redis
+async def test_two_nodes_on_one_redis_bus_store_each_call_once(
+    store: CallStore, redis_bus_factory: RedisBusFactory
+) -> None:
+    """Two API nodes follow the same Redis Streams bus into one database: each call stored once."""
+    publisher, node_a, node_b = redis_bus_factory(), redis_bus_factory(), redis_bus_factory()
+    stats = [PersistStats(), PersistStats()]
+    writers = [
+        asyncio.create_task(persist_calls(bus, store, stats=s))
+        for bus, s in zip((node_a, node_b), stats, strict=True)
+    ]
+    await asyncio.sleep(0.3)  # both subscribed
+    for call_id in ("r1", "r2", "r3"):
+        for event in call_events(call_id):
+            await publisher.publish(replace(event, seq=0))
+    for _ in range(500):
+        if sum(s.stored + s.already_stored for s in stats) == 6:
+            break
+        await asyncio.sleep(0.02)
+    for writer in writers:
+        writer.cancel()
+    await asyncio.gather(*writers, return_exceptions=True)
+    assert sum(s.stored for s in stats) == 3
+    assert sum(s.already_stored for s in stats) == 3
+    assert store.count(CallQuery()) == 3
