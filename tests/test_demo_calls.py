@@ -137,3 +137,36 @@ def test_demo_serves_the_bundled_calls_and_demo_call_keeps_the_recordings_direct
     assert service_config(_args("--demo")).recordings_dir == DEMO_DIR
     assert service_config(_args("--demo", "--demo-call", "sample-call.wav")).recordings_dir == DEMO_DIR.parent
     assert service_config(_args("--demo", "--recordings", str(tmp_path))).recordings_dir == tmp_path
+
+
+class _LongCalls(_Floor):
+    """The fake floor, with calls that stay live until the test ends one."""
+
+    def __init__(self, starts: int) -> None:
+        super().__init__(starts)
+        self.live: dict[str, asyncio.Event] = {}
+
+    async def ended(self, call_id: str) -> None:
+        self.live[call_id] = asyncio.Event()
+        await self.live[call_id].wait()
+
+
+def test_no_more_demo_calls_are_live_than_the_cores_hold() -> None:
+    calls = [DemoCall(f"{n}.wav", "en", f"agent-{n}", f"q{n}") for n in range(4)]
+    floor = _LongCalls(starts=3)
+
+    async def scenario() -> None:
+        demo = asyncio.create_task(run_demo(calls, floor.start, floor.ended, max_live=2, sleep=floor.sleep))
+        while len(floor.live) < 2:  # noqa: ASYNC110 (the fake floor has no event for this)
+            await asyncio.sleep(0)
+        for _ in range(50):  # the others are due but wait for a slot
+            await asyncio.sleep(0)
+        assert [r.recording for _, r in floor.started] == ["0.wav", "1.wav"]
+        floor.live["rec-1"].set()  # one ends: the next due call takes its place
+        await asyncio.wait_for(floor.enough.wait(), timeout=30)
+        assert [r.recording for _, r in floor.started] == ["0.wav", "1.wav", "2.wav"]
+        demo.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await demo
+
+    asyncio.run(scenario())

@@ -31,6 +31,7 @@ log = logging.getLogger("assist.service")
 DEMO_DIR = SAMPLES / "demo"  # the bundled demo calls: <id>.wav and calls.json (who, which queue)
 DEMO_STAGGER_S = 15.0  # between the starts of the demo calls
 DEMO_PAUSE_S = 10.0  # before a demo call plays again
+DEMO_MAX_LIVE = 4  # demo calls live at once: what 2 cores transcribe in real time (samples/demo/README.md)
 
 
 def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -173,24 +174,28 @@ async def run_demo(
     *,
     stagger_s: float = DEMO_STAGGER_S,
     pause_s: float = DEMO_PAUSE_S,
+    max_live: int = DEMO_MAX_LIVE,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Each call ``stagger_s`` after the one before it, live in real time; when one ends, a pause,
-    then it plays again. A call that cannot start is logged and dropped; the others play on."""
+    then it plays again. At most ``max_live`` play at once (a call due to start waits for one to
+    end). A call that cannot start is logged and dropped; the others play on."""
+    slots = asyncio.Semaphore(max_live)
 
     async def loop(index: int, call: DemoCall) -> None:
         await sleep(index * stagger_s)
         request = StartRequest(call.recording, realtime=True, lang=call.lang, agent_id=call.agent_id,
                                queue=call.queue)  # fmt: skip
         while True:
-            try:
-                call_id = await start(request)
-            except Exception as exc:
-                log.error("demo call %s could not start: %s", call.recording, exc)
-                return
-            print(f"demo: call {call_id} is live: {call.recording} ({call.lang}, agent {call.agent_id}, "
-                  f"queue {call.queue})", file=sys.stderr, flush=True)  # fmt: skip
-            await ended(call_id)
+            async with slots:
+                try:
+                    call_id = await start(request)
+                except Exception as exc:
+                    log.error("demo call %s could not start: %s", call.recording, exc)
+                    return
+                print(f"demo: call {call_id} is live: {call.recording} ({call.lang}, agent {call.agent_id}, "
+                      f"queue {call.queue})", file=sys.stderr, flush=True)  # fmt: skip
+                await ended(call_id)
             await sleep(pause_s)
 
     async with asyncio.TaskGroup() as group:
