@@ -153,6 +153,8 @@ class CoachSink:
                 await self.bus.publish(extra)
             if self.background and self._worker is None:
                 self._worker = asyncio.create_task(self._work(self.session), name=f"coach:{event.call_id}")
+                # a failure is reported through call.ended's future; retrieved here, not logged twice
+                self._worker.add_done_callback(lambda t: t.cancelled() or t.exception())
                 _live.add(self)
             return published
 
@@ -177,13 +179,10 @@ class CoachSink:
         if done is None:
             return published
         try:
-            return await done
+            return await done  # the worker returns once call.ended is out (its error is ``done``'s)
         finally:
             await self.stop_ticking()
             self.coach.close_session(event.call_id)
-            if self._worker is not None:  # done once call.ended is out (its error is ``done``'s)
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._worker
 
     async def _enqueue(self, item: _Item) -> None:
         await self._queue.put(item)
