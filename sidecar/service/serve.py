@@ -31,7 +31,7 @@ log = logging.getLogger("assist.service")
 DEMO_DIR = SAMPLES / "demo"  # the bundled demo calls: <id>.wav and calls.json (who, which queue)
 DEMO_STAGGER_S = 15.0  # between the starts of the demo calls
 DEMO_PAUSE_S = 10.0  # before a demo call plays again
-DEMO_MAX_LIVE = 4  # demo calls live at once: what 2 cores transcribe in real time (samples/demo/README.md)
+DEMO_MAX_LIVE = 3  # demo calls live at once: what 2 cores transcribe in real time (samples/demo/README.md)
 
 
 def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
