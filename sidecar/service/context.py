@@ -46,7 +46,9 @@ class Metrics:
         )
         self.judge_readings = Counter("assist_judge_readings_total", "Utterances the judge read", registry=r)
         self.coach_backlog = Gauge(
-            "assist_coach_backlog_events", "Events waiting for their call's coach, over live calls", registry=r
+            "assist_coach_backlog_events",
+            "Events waiting for their call's coach, over live calls",
+            registry=r,
         )
         self.coach_wait = Histogram(
             "assist_coach_call_wait_max_seconds",
