@@ -264,8 +264,8 @@ async def test_the_service_writer_stores_each_ended_call_once(store: CallStore) 
 def test_migrations_from_an_empty_database_match_the_schema(database_url: str) -> None:
     engine = create_engine(database_url)
     assert migrate.current_revision(engine) is None
-    assert migrate.upgrade(engine) == migrate.head_revision() == "0002"
-    assert migrate.upgrade(engine) == "0002"  # a no-op when up to date
+    assert migrate.upgrade(engine) == migrate.head_revision() == "0003"
+    assert migrate.upgrade(engine) == "0003"  # a no-op when up to date
     found = inspect(engine)
     for table in metadata.sorted_tables:
         assert {c["name"] for c in found.get_columns(table.name)} == {c.name for c in table.columns}, (
@@ -290,7 +290,7 @@ def test_migration_from_the_previous_revision_keeps_the_calls(database_url: str)
         ), {"record": json.dumps(make_record("old-1").to_json_dict())})  # fmt: skip
     engine.dispose()
     store = CallStore(database_url)  # the service's start: migrates to head
-    assert migrate.current_revision(store.engine) == "0002"
+    assert migrate.current_revision(store.engine) == "0003"
     stored = store.get("old-1")
     assert stored is not None
     assert stored.summary.score == 80
@@ -312,7 +312,7 @@ def test_nodes_starting_together_migrate_one_after_the_other(postgres_database: 
              for _ in range(3)]  # fmt: skip
     results = [node.communicate(timeout=120) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0, 0], [err[-500:] for _, err in results]
-    assert [out.strip() for out, _ in results] == ["0002", "0002", "0002"]
+    assert [out.strip() for out, _ in results] == ["0003", "0003", "0003"]
 
 
 @pytest.mark.redis

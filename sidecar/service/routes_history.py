@@ -143,6 +143,15 @@ class SuggestionOut(BaseModel):
     )
 
 
+class PostCallNoteOut(BaseModel):
+    lines: list[str] = Field(description="the language model's post-call note, as shown")
+    disposition: str | None = Field(
+        description="resolved, follow-up or escalated; None: the model gave none the transcript grounds"
+    )
+    reason: str
+    created_at: float
+
+
 class StoredCallDetail(StoredCallOut):
     transcript: list[TranscriptLineOut]
     alert_list: list[AlertOut]
@@ -152,6 +161,7 @@ class StoredCallDetail(StoredCallOut):
     suggestions: list[SuggestionOut]
     scorecard: dict[str, Any] | None
     stats: dict[str, float]
+    summary: PostCallNoteOut | None = Field(None, description="the post-call note, when one was made")
 
 
 class VerdictIn(BaseModel):
@@ -282,7 +292,10 @@ async def get_stored_call(
         return {**asdict(stored.summary), "transcript": data["transcript"],
                 "alert_list": [asdict(a) for a in stored.alerts], "checklist": data["checklist"],
                 "intents": data["intents"], "emotion": data["emotion"], "suggestions": data["suggestions"],
-                "scorecard": data["scorecard"], "stats": data["stats"]}  # fmt: skip
+                "scorecard": data["scorecard"], "stats": data["stats"],
+                "summary": None if stored.note is None else {
+                    "lines": list(stored.note.lines), "disposition": stored.note.disposition,
+                    "reason": stored.note.reason, "created_at": stored.note.created_at}}  # fmt: skip
 
     return await asyncio.to_thread(run)
 

@@ -4,7 +4,8 @@ feedback; and the post-call notes of ended calls.
 ``run_llm`` (spawned at start-up) builds the model service (``coach.llm``), puts it on
 ``app.state.llm`` and follows the bus: when a call ends and post-call notes are on, its note and
 disposition are generated in the background and kept (``CallAssistant.postcall``; listeners get a
-``PostCallSummary``). At shutdown the worker stops.
+``PostCallSummary``; one listener saves it into the call store, if the service has one). At
+shutdown the worker stops.
 
 Answers: 503 when there is no model (the message says why), 429 when the model's queue is full
 (``Retry-After``), 504 when a generation outlived the wait, 409 when the call has no transcript yet.
@@ -14,6 +15,7 @@ Who may ask: the call's agent and supervisors (``calls.read`` + ``visible_call``
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
@@ -33,6 +35,7 @@ from sidecar.service.auth import Principal
 from sidecar.service.board import CallState
 from sidecar.service.context import AppContext, authorize, get_ctx, visible_call
 from sidecar.service.limits import StrictJsonRoute
+from sidecar.store.repository import PostCallNote
 
 log = logging.getLogger("assist.llm")
 router = APIRouter(prefix="/v1", tags=["assist"], route_class=StrictJsonRoute)
@@ -286,6 +289,7 @@ async def run_llm(app: FastAPI, ctx: AppContext) -> None:
     store = ctx.services.store
     llm = LlmContext(service, CallAssistant(service), ReplyFeedbackLog(store.connection, store.lock), set())
     app.state.llm = llm
+    llm.assistant.add_listener(functools.partial(store_postcall, app))
     if service.config.mode == "startup":
         service.start()
     try:
@@ -294,6 +298,16 @@ async def run_llm(app: FastAPI, ctx: AppContext) -> None:
         for task in llm.tasks:
             task.cancel()
         await asyncio.to_thread(service.close, 5.0)
+
+
+def store_postcall(app: FastAPI, summary: PostCallSummary) -> None:
+    """A ``CallAssistant`` listener: the note into the call store (``app.state.call_store``, looked
+    up per note, so the order the two start in does not matter), saved in a worker thread."""
+    history = getattr(app.state, "call_store", None)
+    if history is None:
+        return
+    history.save_note_soon(PostCallNote(summary.call_id, summary.lines, summary.outcome, summary.reason,
+                                        summary.generated_at))  # fmt: skip
 
 
 async def _follow_call_ends(ctx: AppContext, llm: LlmContext) -> None:

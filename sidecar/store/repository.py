@@ -4,6 +4,9 @@ Synchronous (SQLAlchemy Core on a pooled engine, safe from any thread): async co
 ``asyncio.to_thread``. ``save`` is idempotent: a call id (or a qa run's content hash) already stored
 is not stored again, so several API nodes following one bus, or a rerun of ``assist qa run``,
 store each call once. Retention and erasure are in ``retention.py``.
+
+Post-call notes (``save_note``) are kept by call id whether or not the call is stored yet (the note
+and the record are written by separate tasks, in either order); ``get`` joins them at read time.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from sidecar.errors import ConfigError
 from sidecar.store import migrate
 from sidecar.store.query import MAX_LIMIT, CallQuery, where
 from sidecar.store.record import CallRecord, record_from_json
-from sidecar.store.schema import alert_verdicts, alerts, audit_log, call_intents, calls
+from sidecar.store.schema import alert_verdicts, alerts, audit_log, call_intents, call_summaries, calls
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +78,23 @@ class AlertReview:
 
 
 @dataclass(frozen=True, slots=True)
+class PostCallNote:
+    """The language model's note of an ended call, as stored: its lines as shown, the disposition
+    (None: the model gave none that was grounded) and its reason."""
+
+    call_id: str
+    lines: tuple[str, ...]
+    disposition: str | None
+    reason: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class StoredCall:
     summary: StoredCallSummary
     record: CallRecord
     alerts: tuple[AlertReview, ...]
+    note: PostCallNote | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +215,34 @@ class CallStore:
             rows = conn.execute(select(calls.c.content_hash).where(calls.c.content_hash.is_not(None)))
             return {str(r[0]) for r in rows}
 
+    def save_note(self, note: PostCallNote) -> None:
+        """Store (or replace) a call's post-call note; idempotent, and the call need not be stored yet."""
+        if not note.call_id:
+            raise StoreError("a post-call note needs a call id")
+        values = {"lines": json.dumps(list(note.lines), ensure_ascii=False), "disposition": note.disposition,
+                  "reason": note.reason, "created_at": note.created_at}  # fmt: skip
+        update = call_summaries.update().where(call_summaries.c.call_id == note.call_id).values(**values)
+        with self.engine.begin() as conn:
+            if conn.execute(update).rowcount:
+                return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(call_summaries.insert().values(call_id=note.call_id, **values))
+        except IntegrityError:  # another node stored it between the update and the insert
+            with self.engine.begin() as conn:
+                conn.execute(update)
+
+    def note(self, call_id: str) -> PostCallNote | None:
+        with self.engine.connect() as conn:
+            return self._note(conn, call_id)
+
+    def _note(self, conn: Connection, call_id: str) -> PostCallNote | None:
+        row = conn.execute(select(call_summaries).where(call_summaries.c.call_id == call_id)).first()
+        if row is None:
+            return None
+        lines = tuple(str(line) for line in json.loads(row.lines))
+        return PostCallNote(row.call_id, lines, row.disposition, row.reason or "", row.created_at)
+
     def audit(self, actor: str, role: str, action: str, call_id: str | None = None, detail: str = "") -> None:
         with self.engine.begin() as conn:
             self.audit_in(conn, actor, role, action, call_id, detail)
@@ -252,7 +296,8 @@ class CallStore:
             if row is None:
                 return None
             reviews = self._alerts(conn, call_id)
-        return StoredCall(_summary(row), record_from_json(json.loads(row.record)), tuple(reviews))
+            note = self._note(conn, call_id)
+        return StoredCall(_summary(row), record_from_json(json.loads(row.record)), tuple(reviews), note)
 
     def open_call(self, call_id: str, actor: str, role: str) -> StoredCall | None:
         """``get``, written to the audit log as ``open`` (who read which call's record)."""

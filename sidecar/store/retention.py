@@ -1,6 +1,8 @@
 """Retention and erasure: calls older than the retention period are purged; a customer's calls are
 erased on request (the right to erasure under GDPR / PIPL). Each leaves an audit entry; an erasure's
-entry keeps a SHA-256 of the customer reference and the number of calls, never the reference."""
+entry keeps a SHA-256 of the customer reference and the number of calls, never the reference.
+A call's post-call note goes with it; the purge also drops notes past retention whose call was
+never stored (a note is kept by call id, with no foreign key: see ``repository.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from sqlalchemy import Connection, delete, select
 from sidecar.store.query import CallQuery, where
 from sidecar.store.record import customer_ref_hash
 from sidecar.store.repository import CallStore
-from sidecar.store.schema import alert_verdicts, alerts, call_intents, calls
+from sidecar.store.schema import alert_verdicts, alerts, call_intents, call_summaries, calls
 
 DAY_S = 86_400.0
 
@@ -22,6 +24,7 @@ def _delete_calls(conn: Connection, call_ids: list[str]) -> None:
         conn.execute(delete(alert_verdicts).where(alert_verdicts.c.alert_id.in_(alert_ids)))
         conn.execute(delete(alerts).where(alerts.c.call_id.in_(chunk)))
         conn.execute(delete(call_intents).where(call_intents.c.call_id.in_(chunk)))
+        conn.execute(delete(call_summaries).where(call_summaries.c.call_id.in_(chunk)))
         conn.execute(delete(calls).where(calls.c.call_id.in_(chunk)))
 
 
@@ -34,6 +37,9 @@ def purge_expired(store: CallStore, retention_days: int, now: float | None = Non
         ids = [r[0] for r in conn.execute(select(calls.c.call_id).where(where(CallQuery(until=cutoff))))]
         if ids:
             _delete_calls(conn, ids)
+        has_call = select(calls.c.call_id).where(calls.c.call_id == call_summaries.c.call_id).exists()
+        conn.execute(delete(call_summaries).where(call_summaries.c.created_at < cutoff, ~has_call))
+        if ids:
             store.audit_in(
                 conn,
                 "retention",

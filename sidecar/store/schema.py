@@ -10,6 +10,8 @@ definitions agree.
 - ``call_intents``: the intents a call carried (the intent filter).
 - ``alert_verdicts``: a reviewer's verdict on an alert (confirmed / not_a_violation, comment).
 - ``audit_log``: who opened which call, erasures, purges, verdicts.
+- ``call_summaries``: the language model's post-call note of a call (lines as JSON, disposition,
+  reason); no foreign key: it may arrive before the call is stored, and is joined at read time.
 """
 
 from __future__ import annotations
@@ -99,4 +101,15 @@ audit_log = Table(  # revision 0002
     Column("detail", Text, nullable=False, default=""),
     Index("ix_audit_log_at", "at"),
     Index("ix_audit_log_call", "call_id"),
+)
+
+call_summaries = Table(  # revision 0003
+    "call_summaries",
+    metadata,
+    Column("call_id", String(128), primary_key=True),
+    Column("lines", Text, nullable=False),  # a JSON list of the note's rendered lines
+    Column("disposition", String(32), nullable=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Index("ix_call_summaries_created", "created_at"),
 )

@@ -214,6 +214,7 @@ function renderCall(c) {
     `source ${c.source}`,
     c.origin === "qa" ? "scored by assist qa run" : "live",
   ].join(" · ");
+  renderSummary(c);
   renderRecording(c);
   renderAlerts(c);
   setHtml(
@@ -235,6 +236,22 @@ function renderCall(c) {
         <span class="when">${fmtTime(i.t)}</span><span class="tl-kind">${i.label}</span><span class="tl-text">${i.text}</span></li>`,
     ),
   );
+}
+
+/** The language model's post-call note (its lines and disposition), when one was stored. */
+function renderSummary(c) {
+  let box = $("call-summary");
+  if (!box) {
+    box = document.createElement("div");
+    box.id = "call-summary";
+    box.className = "meta-line call-summary";
+    $("call-recording").before(box);
+  }
+  const s = c.summary;
+  box.hidden = !s;
+  box.dataset.disposition = s && s.disposition ? s.disposition : "";
+  setHtml(box, s ? html`<strong>Post-call note</strong>${s.disposition ? html` <span class="disposition">${s.disposition}</span>` : ""}
+    <ul class="summary-lines">${s.lines.map((line) => html`<li>${line}</li>`)}</ul>` : "");
 }
 
 /** The call's recording in an audio player, when the service can play it (a WAV in its
