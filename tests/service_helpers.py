@@ -124,6 +124,13 @@ def read_sse(response: httpx.Response, stop: Any = None) -> Iterator[dict[str, A
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    """One real service shared by the suite (models load once)."""
+    yield from run_service(tmp_path_factory)
+
+
+def run_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    """A real service on loopback with the sample knowledge base and the fixture recordings
+    (generator: yields once, stops the server after)."""
     data = tmp_path_factory.mktemp("service-data")
     recordings = tmp_path_factory.mktemp("recordings")
     for path in FIXTURES.glob("*.jsonl"):
