@@ -17,12 +17,21 @@ from sidecar.service.board import FloorLaggedError, summary_sort_key
 from sidecar.service.context import AppContext, authorize, authorize_stream, get_ctx, visible_call
 from sidecar.service.limits import StrictJsonRoute
 from sidecar.service.live import CallNotLiveError, StartRequest, TooManyCallsError, TooManyUserCallsError
-from sidecar.service.sse import PING, PING_S, RETRY, SseMessage, json_message, sse_stream
+from sidecar.service.sse import (
+    MAX_SEQ,
+    PING,
+    PING_S,
+    RETRY,
+    SSE_HEADERS,
+    SseMessage,
+    json_message,
+    last_event_seq,
+    sse_response,
+    sse_stream,
+)
 
 router = APIRouter(prefix="/v1", tags=["calls"], route_class=StrictJsonRoute)
-MAX_SEQ = 2**53  # event seqs fit a JSON number exactly
 Ctx = Annotated[AppContext, Depends(get_ctx)]
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class CallSummary(BaseModel):
@@ -121,7 +130,7 @@ async def call_events(
     visible_call(ctx, principal, call_id)
     # the header wins: a browser's EventSource reconnects to the same URL (with its first
     # ?after=) and sends the id of the last event it saw
-    after_seq = _seq(last_event_id) if last_event_id else (after or 0)
+    after_seq = last_event_seq(last_event_id) if last_event_id else (after or 0)
 
     gauge = ctx.metrics.sse_clients.labels("call")
 
@@ -139,32 +148,6 @@ async def call_events(
     return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-def _seq(value: str | None) -> int:
-    if value is None or not value.strip():
-        return 0
-    try:
-        seq = int(value)
-    except ValueError:
-        raise HTTPException(400, f"Last-Event-ID must be an event seq (got {value[:40]!r})") from None
-    if not 0 <= seq <= MAX_SEQ:
-        raise HTTPException(400, f"Last-Event-ID must be an event seq between 0 and {MAX_SEQ}")
-    return seq
-
-
-def _sse(ctx: AppContext, stream: str, body: AsyncIterator[bytes]) -> StreamingResponse:
-    gauge = ctx.metrics.sse_clients.labels(stream)
-
-    async def counted() -> AsyncIterator[bytes]:
-        gauge.inc()
-        try:
-            async for chunk in body:
-                yield chunk
-        finally:
-            gauge.dec()
-
-    return StreamingResponse(counted(), media_type="text/event-stream", headers=SSE_HEADERS)
-
-
 @router.get(
     "/floor/events",
     response_class=StreamingResponse,
@@ -175,7 +158,7 @@ async def floor_events(
     principal: Annotated[Principal, Depends(authorize_stream("floor.read"))],
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    after = _seq(last_event_id) if last_event_id else None
+    after = last_event_seq(last_event_id) if last_event_id else None
 
     async def messages() -> AsyncIterator[SseMessage]:
         async for message in ctx.board.floor(after):
@@ -186,7 +169,7 @@ async def floor_events(
             return json_message(None, "error", {"detail": str(exc), "resync": True})
         return None
 
-    return _sse(ctx, "floor", sse_stream(messages(), on_error=lagged, closing=ctx.closing))
+    return sse_response(ctx, "floor", sse_stream(messages(), on_error=lagged, closing=ctx.closing))
 
 
 @router.post("/calls/{call_id}/whisper", status_code=202, responses={403: {}, 404: {}, 409: {}})

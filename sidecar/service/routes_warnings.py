@@ -23,8 +23,7 @@ from sidecar.events import FloorWarning
 from sidecar.qa.watch import WARNINGS_STREAM
 from sidecar.service.auth import Principal
 from sidecar.service.context import AppContext, authorize_stream, get_ctx
-from sidecar.service.routes_calls import _seq, _sse
-from sidecar.service.sse import SseMessage, json_message, sse_stream
+from sidecar.service.sse import SseMessage, json_message, last_event_seq, sse_response, sse_stream
 
 router = APIRouter(prefix="/v1/floor", tags=["calls"])
 WARNING_TYPES = ("warning.raised", "warning.cleared")
@@ -49,7 +48,7 @@ async def warning_events(
     principal: Annotated[Principal, Depends(authorize_stream("floor.read"))],
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    after: int | None = _seq(last_event_id)
+    after: int | None = last_event_seq(last_event_id)
 
     async def messages() -> AsyncIterator[SseMessage]:
         nonlocal after
@@ -65,4 +64,4 @@ async def warning_events(
                 after = None
                 yield json_message(None, "reset", {"detail": "older warnings are no longer retained"})
 
-    return _sse(ctx, "warnings", sse_stream(messages(), closing=ctx.closing))
+    return sse_response(ctx, "warnings", sse_stream(messages(), closing=ctx.closing))

@@ -18,7 +18,13 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from fastapi import HTTPException
+from fastapi.responses import StreamingResponse
+
+if TYPE_CHECKING:  # the context imports this module (through fanout)
+    from sidecar.service.context import AppContext
 
 log = logging.getLogger(__name__)
 PING_S = 15.0
@@ -26,6 +32,8 @@ QUEUE_SIZE = 256
 RETRY_MS = 2_000
 RETRY = f"retry: {RETRY_MS}\n\n".encode()
 PING = b": ping\n\n"
+MAX_SEQ = 2**53  # event seqs fit a JSON number exactly
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +50,34 @@ class SseMessage:
 
 def json_message(id_: int | None, event: str, data: Any) -> SseMessage:
     return SseMessage(id_, event, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+def last_event_seq(value: str | None) -> int:
+    """The seq a ``Last-Event-ID`` header names (0 for none); 400 for anything else."""
+    if value is None or not value.strip():
+        return 0
+    try:
+        seq = int(value)
+    except ValueError:
+        raise HTTPException(400, f"Last-Event-ID must be an event seq (got {value[:40]!r})") from None
+    if not 0 <= seq <= MAX_SEQ:
+        raise HTTPException(400, f"Last-Event-ID must be an event seq between 0 and {MAX_SEQ}")
+    return seq
+
+
+def sse_response(ctx: AppContext, stream: str, body: AsyncIterator[bytes]) -> StreamingResponse:
+    """An SSE response for ``body``, counted in the ``stream`` label of the open-streams gauge."""
+    gauge = ctx.metrics.sse_clients.labels(stream)
+
+    async def counted() -> AsyncIterator[bytes]:
+        gauge.inc()
+        try:
+            async for chunk in body:
+                yield chunk
+        finally:
+            gauge.dec()
+
+    return StreamingResponse(counted(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 _END = object()
