@@ -1,4 +1,4 @@
-"""Shared fixtures: speech rendered by espeak-ng, WAV writing, the real speech engine."""
+"""Shared fixtures: speech rendered by espeak-ng, WAV writing, the real speech engine, Chromium."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from redis import asyncio as aioredis
 from sidecar.audio import Pcm16, resample
 from sidecar.engine import SpeechEngine
 from sidecar.redis_bus import RedisStreamsBus
+from tests.browser_helpers import browser_fixture
 
 pytest_plugins = ["tests.service_helpers"]
 
@@ -78,6 +79,11 @@ def dialogue(
         agent.append(silence(gap_s))
         customer.append(silence(gap_s))
     return np.concatenate(agent), np.concatenate(customer), timeline
+
+
+# headless Debian Chromium (Playwright), per test; a module without async tests may launch one
+# for the module instead: ``browser = browser_fixture("module")``
+browser = browser_fixture()
 
 
 @pytest.fixture(scope="session")

@@ -6,41 +6,19 @@ the next suggestion carries. Screenshots go to ``test-artifacts/browser/``.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser_helpers import ARTIFACTS, browser_fixture
 from tests.service_helpers import LiveService
 
 pytestmark = pytest.mark.model
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-ARTIFACTS = (
-    Path(os.environ.get("ASSIST_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts")) / "browser"
-)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("Debian chromium is not installed (apt-get install chromium)")
-        pytest.skip("Debian chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        # Playwright gives every launch a fresh, throw-away profile (its own --user-data-dir)
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        yield b
-        b.close()
+browser = browser_fixture("module")  # one Chromium for the module: no async tests here
 
 
 def _page(browser: Any, width: int = 420, height: int = 900) -> Any:

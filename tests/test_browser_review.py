@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,18 +27,11 @@ import pytest
 
 from sidecar.qa.warning import EarlyWarning
 from sidecar.qa.watch import warning_event
+from tests.browser_helpers import ARTIFACTS, browser_fixture
 from tests.review_helpers import Planned, ReviewService, review_service, store_planned
 from tests.store_helpers import call_events
 
 pytestmark = pytest.mark.browser
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-ARTIFACTS = (
-    Path(os.environ.get("ASSIST_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts")) / "browser"
-)
 WAIT_MS = 20_000
 
 
@@ -61,19 +53,7 @@ def plan(svc: ReviewService) -> list[Planned]:
     return store_planned(svc)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("Debian chromium is not installed (apt-get install chromium)")
-        pytest.skip("Debian chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        yield b
-        b.close()
+browser = browser_fixture("module")  # one Chromium for the module: no async tests here
 
 
 def _page(browser: Any, svc: ReviewService, user: str, path: str) -> Any:

@@ -311,24 +311,13 @@ def test_without_the_model_the_service_works_and_answers_503(no_model_server):
 
 
 @pytest.mark.browser
-def test_without_the_model_the_widget_shows_no_assistant_buttons(no_model_server):
-    from tests.test_browser import CHROMIUM, FLAGS
-
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
+def test_without_the_model_the_widget_shows_no_assistant_buttons(no_model_server, browser):
     no_model_server.call("n2", EN_CALL[:2], "en")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(f"{no_model_server.base}/ui/agent.html?call=n2#token={AGENT[0]}")
-            page.wait_for_selector("#transcript :text('charged twice')", timeout=30_000)
-            page.wait_for_load_state("networkidle")
-            assert page.locator("#llm-summary:visible").count() == 0
-        finally:
-            browser.close()
+    page = browser.new_page()
+    page.goto(f"{no_model_server.base}/ui/agent.html?call=n2#token={AGENT[0]}")
+    page.wait_for_selector("#transcript :text('charged twice')", timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#llm-summary:visible").count() == 0
 
 
 # --------------------------------------------------------------------------------------- the real model
@@ -389,33 +378,22 @@ def test_an_english_note_states_the_facts_and_none_that_are_absent(llm_server):
 
 @pytest.mark.llm
 @pytest.mark.browser
-def test_the_summary_button_shows_the_note_in_the_agent_widget_and_the_supervisor_panel(llm_server):
+def test_the_summary_button_shows_the_note_in_the_agent_widget_and_the_supervisor_panel(llm_server, browser):
     """After the English note above (cached: no generation here), in headless Debian Chromium."""
-    from tests.test_browser import CHROMIUM, FLAGS
-
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(f"{llm_server.base}/ui/agent.html?call=en1#token={AGENT[0]}")
-            page.click("#llm-summary", timeout=30_000)
-            page.wait_for_selector("#llm-note li", timeout=240_000)
-            lines = page.locator("#llm-note li").all_inner_texts()
-            assert lines[0].startswith("Need:"), lines
-            assert page.is_visible("#llm-reply")
-            sup = browser.new_page()
-            sup.goto(f"{llm_server.base}/ui/supervisor.html#token={SUPERVISOR[0]}")
-            sup.click('tr[data-call-id="en1"]', timeout=30_000)
-            sup.click("#llm-summary", timeout=30_000)
-            sup.wait_for_selector("#call-panel #llm-note li", timeout=240_000)
-            assert sup.locator("#llm-note li").all_inner_texts() == lines
-            assert sup.locator("#llm-reply").count() == 0  # replies are the agent's
-        finally:
-            browser.close()
+    page = browser.new_page()
+    page.goto(f"{llm_server.base}/ui/agent.html?call=en1#token={AGENT[0]}")
+    page.click("#llm-summary", timeout=30_000)
+    page.wait_for_selector("#llm-note li", timeout=240_000)
+    lines = page.locator("#llm-note li").all_inner_texts()
+    assert lines[0].startswith("Need:"), lines
+    assert page.is_visible("#llm-reply")
+    sup = browser.new_page()
+    sup.goto(f"{llm_server.base}/ui/supervisor.html#token={SUPERVISOR[0]}")
+    sup.click('tr[data-call-id="en1"]', timeout=30_000)
+    sup.click("#llm-summary", timeout=30_000)
+    sup.wait_for_selector("#call-panel #llm-note li", timeout=240_000)
+    assert sup.locator("#llm-note li").all_inner_texts() == lines
+    assert sup.locator("#llm-reply").count() == 0  # replies are the agent's
 
 
 @pytest.mark.llm

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -219,38 +218,26 @@ def test_a_post_call_note_shows_in_the_call_detail(served: Served) -> None:
 
 
 @pytest.mark.browser
-def test_the_review_call_page_shows_the_note(served: Served) -> None:
+def test_the_review_call_page_shows_the_note(served: Served, browser: Any) -> None:
     """Headless Debian Chromium: the call page lists the note's lines and its disposition; a call
     without a note shows none (the note is handed in as above: no language model runs)."""
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("Debian chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
     history = served.app.state.call_store
     history.store.save(make_record("page-1"))
     history.store.save(make_record("page-2"))
     hand_to_listeners(served, summary_of("page-1"))
     served.detail("page-1", with_summary=True)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=flags, headless=True)
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(f"{served.base}/ui/review.html?call=page-1#token={TOKEN}")
-        page.wait_for_selector('#call-view[data-call-id="page-1"]', timeout=20_000)
-        box = page.wait_for_selector('#call-summary[data-disposition="resolved"]', timeout=20_000)
-        assert box is not None
-        assert box.is_visible()
-        items = page.eval_on_selector_all(
-            "#call-summary .summary-lines li", "ls => ls.map(l => l.textContent)"
-        )
-        assert items == list(LINES)
-        assert page.inner_text("#call-summary .disposition") == "resolved"
-        page.goto(f"{served.base}/ui/review.html?call=page-2#token={TOKEN}")
-        page.wait_for_selector('#call-view[data-call-id="page-2"]', timeout=20_000)
-        assert page.locator("#call-summary").is_hidden()
-        assert not errors, errors
-        browser.close()
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{served.base}/ui/review.html?call=page-1#token={TOKEN}")
+    page.wait_for_selector('#call-view[data-call-id="page-1"]', timeout=20_000)
+    box = page.wait_for_selector('#call-summary[data-disposition="resolved"]', timeout=20_000)
+    assert box is not None
+    assert box.is_visible()
+    items = page.eval_on_selector_all("#call-summary .summary-lines li", "ls => ls.map(l => l.textContent)")
+    assert items == list(LINES)
+    assert page.inner_text("#call-summary .disposition") == "resolved"
+    page.goto(f"{served.base}/ui/review.html?call=page-2#token={TOKEN}")
+    page.wait_for_selector('#call-view[data-call-id="page-2"]', timeout=20_000)
+    assert page.locator("#call-summary").is_hidden()
+    assert not errors, errors

@@ -14,11 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +32,7 @@ from sidecar.taps.chat import (
     parse_frame,
     parse_ts,
 )
+from tests.browser_helpers import ARTIFACTS
 from tests.service_helpers import LiveService
 from tests.tap_helpers import CallFollower, of_type
 
@@ -414,31 +412,8 @@ async def test_a_call_id_in_use_is_refused_and_a_dropped_client_ends_the_chat(se
 
 # -- the agent widget in Chromium ----------------------------------------------------------------
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-ARTIFACTS = (
-    Path(os.environ.get("ASSIST_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts")) / "browser"
-)
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    """Function-scoped: Playwright's sync API keeps an event loop running while it is open, and the
-    async tests of this module need the thread's loop free."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("Debian chromium is not installed (apt-get install chromium)")
-        pytest.skip("Debian chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        yield b
-        b.close()
+# ``browser`` is conftest's, function-scoped: the async tests of this module need the thread's
+# event loop free, and Playwright's sync API keeps one running while it is open
 
 
 @pytest.mark.browser
