@@ -48,17 +48,15 @@ from sidecar.replay import estimated_words, transcript_lang
 from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, LiveCalls
 from sidecar.taps.ws import (
     CALL_ID,
-    GOING_AWAY,
-    INTERNAL,
     INVALID,
     LANGS,
     NORMAL,
     POLICY,
     Closed,
     TapProtocolError,
+    TapSession,
     admit,
     close_quietly,
-    end_call,
     open_tap_call,
     receive_frame,
 )
@@ -341,7 +339,7 @@ async def _converse(websocket: WebSocket, call: ChatCall) -> str:
     while True:
         frame = await receive_frame(websocket, IDLE_TIMEOUT_S, max_text=MAX_FRAME_BYTES, max_binary=None)
         if isinstance(frame, Closed):
-            return "completed" if frame.code in (NORMAL, GOING_AWAY) else "dropped"
+            return frame.reason
         assert isinstance(frame, str)  # max_binary=None: a binary frame is a protocol error
         try:
             if not limit.allow(time.monotonic()):  # every frame counts, pings and bad ones too
@@ -371,10 +369,8 @@ async def chat_tap(websocket: WebSocket) -> None:
     ctx = await admit(websocket)
     if ctx is None:
         return
-    await websocket.accept()
     call: ChatCall | None = None
-    reason = "dropped"
-    try:
+    async with TapSession(websocket, log, "chat", lambda: call) as session:
         first = await receive_frame(websocket, START_TIMEOUT_S, max_text=MAX_FRAME_BYTES, max_binary=None)
         if isinstance(first, Closed):
             return
@@ -388,18 +384,4 @@ async def chat_tap(websocket: WebSocket) -> None:
         await _send(websocket, {"type": "started", "call_id": call.call_id, "dead_air": start.dead_air,
                                 "limits": {"max_text_chars": MAX_TEXT_CHARS, "max_frame_bytes": MAX_FRAME_BYTES,
                                            "burst": BURST, "per_s": RATE_PER_S, "max_messages": MAX_MESSAGES}})  # fmt: skip
-        reason = await _converse(websocket, call)
-    except TapProtocolError as exc:
-        reason = "protocol_error"
-        log.warning("chat tap: closing", extra={"code": exc.code, "reason": exc.reason,
-                                                "call_id": call.call_id if call else None})  # fmt: skip
-        await close_quietly(websocket, exc.code, exc.reason)
-    except CallNotLiveError:  # the service ended the call (shutting down)
-        await close_quietly(websocket, GOING_AWAY, "the call has ended")
-    except Exception:
-        reason = "error"
-        log.exception("chat tap: failed")
-        await close_quietly(websocket, INTERNAL, "the call failed")
-    finally:
-        if call is not None:
-            await end_call(call, reason)
+        session.reason = await _converse(websocket, call)

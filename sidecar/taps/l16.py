@@ -50,21 +50,17 @@ from fastapi import APIRouter, WebSocket
 
 from sidecar.audio import split_channels
 from sidecar.events import Channel
-from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall
+from sidecar.service.live import CallMeta, LiveCall
 from sidecar.taps.ws import (
     CALL_ID,
-    GOING_AWAY,
-    INTERNAL,
     INVALID,
     LANGS,
-    NORMAL,
     POLICY,
     UNSUPPORTED,
     Closed,
     TapProtocolError,
+    TapSession,
     admit,
-    close_quietly,
-    end_call,
     open_tap_call,
     receive_frame,
 )
@@ -208,13 +204,11 @@ def _subprotocol(websocket: WebSocket) -> str | None:
 async def l16_tap(websocket: WebSocket) -> None:
     """L16 PCM after a JSON metadata frame (FreeSWITCH mod_audio_fork, jambonz listen); see
     docs/taps/l16.md."""
-    ctx = await admit(websocket)
+    ctx = await admit(websocket, _subprotocol(websocket))
     if ctx is None:
         return
-    await websocket.accept(subprotocol=_subprotocol(websocket))
     call: LiveCall | None = None
-    reason = "dropped"
-    try:
+    async with TapSession(websocket, log, "l16", lambda: call) as session:
         first = await _receive(websocket, METADATA_TIMEOUT_S)
         if isinstance(first, Closed):
             return
@@ -230,18 +224,4 @@ async def l16_tap(websocket: WebSocket) -> None:
                 await feed.feed(frame)
             else:
                 _control(frame, ignored)
-        reason = "completed" if frame.code in (NORMAL, GOING_AWAY) else "dropped"
-    except TapProtocolError as exc:
-        reason = "protocol_error"
-        log.warning("l16 tap: closing", extra={"code": exc.code, "reason": exc.reason,
-                                               "call_id": call.call_id if call else None})  # fmt: skip
-        await close_quietly(websocket, exc.code, exc.reason)
-    except CallNotLiveError:  # the service ended the call (shutting down)
-        await close_quietly(websocket, GOING_AWAY, "the call has ended")
-    except Exception:
-        reason = "error"
-        log.exception("l16 tap: failed")
-        await close_quietly(websocket, INTERNAL, "the call failed")
-    finally:
-        if call is not None:
-            await end_call(call, reason)
+        session.reason = frame.reason

@@ -51,11 +51,9 @@ from fastapi import APIRouter, WebSocket
 from sidecar.audio import Pcm16, decode_g711
 from sidecar.events import Channel
 from sidecar.service.context import AppContext
-from sidecar.service.live import GAP_JUMP_S, CallMeta, CallNotLiveError, LiveCall
+from sidecar.service.live import GAP_JUMP_S, CallMeta, LiveCall
 from sidecar.taps.ws import (
     CALL_ID,
-    GOING_AWAY,
-    INTERNAL,
     INVALID,
     LANGS,
     NORMAL,
@@ -63,9 +61,9 @@ from sidecar.taps.ws import (
     UNSUPPORTED,
     Closed,
     TapProtocolError,
+    TapSession,
     admit,
     close_quietly,
-    end_call,
     open_tap_call,
     receive_frame,
 )
@@ -270,29 +268,13 @@ async def twilio_tap(websocket: WebSocket) -> None:
     ctx = await admit(websocket)
     if ctx is None:
         return
-    await websocket.accept()
     stream = TwilioStream(ctx)
-    reason = "dropped"
-    try:
+    async with TapSession(websocket, log, "twilio", lambda: stream.call) as session:
         while True:
             text = await _receive_text(websocket, START_TIMEOUT_S if stream.start is None else IDLE_TIMEOUT_S)
             if text is None:
                 break
             if await stream.handle(text):
-                reason = "completed"
+                session.reason = "completed"
                 await close_quietly(websocket, NORMAL, "stop received")
                 break
-    except TapProtocolError as exc:
-        reason = "protocol_error"
-        call_id = stream.call.call_id if stream.call else None
-        log.warning("twilio tap: closing", extra={"code": exc.code, "reason": exc.reason, "call_id": call_id})
-        await close_quietly(websocket, exc.code, exc.reason)
-    except CallNotLiveError:  # the service ended the call (shutting down)
-        await close_quietly(websocket, GOING_AWAY, "the call has ended")
-    except Exception:
-        reason = "error"
-        log.exception("twilio tap: failed")
-        await close_quietly(websocket, INTERNAL, "the call failed")
-    finally:
-        if stream.call is not None:
-            await end_call(stream.call, reason)

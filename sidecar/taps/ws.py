@@ -1,5 +1,6 @@
-"""What the WebSocket taps (Twilio, L16) share: close codes, the protocol error that closes a
-socket, admission (service ready, token allowed), size-capped receiving, and ending a call.
+"""What the WebSocket taps (Twilio, L16, chat) share: close codes, the protocol error that closes
+a socket, admission (service ready, token allowed), size-capped receiving, and how a tap's socket
+closes and its call ends (``TapSession``).
 """
 
 from __future__ import annotations
@@ -8,14 +9,16 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 
 from fastapi import WebSocket
 
 from sidecar.errors import InputError
 from sidecar.events import Channel
 from sidecar.service.context import WS_POLICY_VIOLATION, AppContext, ws_principal
-from sidecar.service.live import CallMeta, LiveCall, TooManyCallsError
+from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +45,16 @@ class Closed:
 
     code: int
 
+    @property
+    def reason(self) -> str:
+        """The call's end reason: ``completed`` for a normal close or going away, else ``dropped``."""
+        return "completed" if self.code in (NORMAL, GOING_AWAY) else "dropped"
 
-async def admit(websocket: WebSocket) -> AppContext | None:
-    """The service, if it is ready and the caller may connect taps; otherwise the socket is
-    closed (1013 while starting, 1008 for a missing, unknown or unauthorised token: the
-    handshake is answered with HTTP 403) and None."""
+
+async def admit(websocket: WebSocket, subprotocol: str | None = None) -> AppContext | None:
+    """The service, if it is ready and the caller may connect taps: the socket is accepted (with
+    ``subprotocol``). Otherwise the socket is closed (1013 while starting, 1008 for a missing,
+    unknown or unauthorised token: the handshake is answered with HTTP 403) and None."""
     ctx: AppContext | None = getattr(websocket.app.state, "ctx", None)
     if ctx is None:
         await websocket.close(TRY_LATER, "the service is starting")
@@ -54,6 +62,7 @@ async def admit(websocket: WebSocket) -> AppContext | None:
     if ws_principal(ctx, websocket, "taps.connect") is None:
         await websocket.close(POLICY, "missing or unknown token, or not allowed to connect taps")
         return None
+    await websocket.accept(subprotocol=subprotocol)
     return ctx
 
 
@@ -103,3 +112,52 @@ async def end_call(call: LiveCall, reason: str) -> None:
         await call.end(reason)
     except Exception:
         log.exception("tap: ending call %s failed", call.call_id)
+
+
+class TapSession:
+    """How a tap's accepted socket closes and its call ends, around the tap's conversation::
+
+        async with TapSession(websocket, log, "l16", lambda: call) as session:
+            ...  # open the call, feed it; set session.reason when the client goes
+
+    ``call`` is read at the end: the tap's call, if it has opened one. On the way out a
+    ``TapProtocolError`` closes the socket with its code (reason ``protocol_error``), a
+    ``CallNotLiveError`` (the service ended the call) with 1001, any other error with 1011
+    (reason ``error``, logged); these are not raised further. Then the call, if any, ends with
+    ``reason`` (``dropped`` unless the tap set another)."""
+
+    def __init__(
+        self, websocket: WebSocket, logger: logging.Logger, name: str, call: Callable[[], LiveCall | None]
+    ) -> None:
+        self.websocket = websocket
+        self.log = logger  # the tap's own logger, and its name in the messages
+        self.name = name
+        self.call = call
+        self.reason = "dropped"
+
+    async def __aenter__(self) -> TapSession:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        try:
+            if isinstance(exc, TapProtocolError):
+                self.reason = "protocol_error"
+                call = self.call()
+                self.log.warning("%s tap: closing", self.name, extra={"code": exc.code, "reason": exc.reason,
+                                 "call_id": call.call_id if call else None})  # fmt: skip
+                await close_quietly(self.websocket, exc.code, exc.reason)
+                return True
+            if isinstance(exc, CallNotLiveError):  # the service ended the call (shutting down)
+                await close_quietly(self.websocket, GOING_AWAY, "the call has ended")
+                return True
+            if isinstance(exc, Exception):
+                self.reason = "error"
+                self.log.error("%s tap: failed", self.name, exc_info=exc)
+                await close_quietly(self.websocket, INTERNAL, "the call failed")
+                return True
+            return False
+        finally:
+            if (ended := self.call()) is not None:
+                await end_call(ended, self.reason)
