@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,10 +13,9 @@ from coach.engine import Coach
 from coach.rules import DEFAULT_PACK
 from coach.sink import CoachSink
 from sidecar.bus import InMemoryBus
-from sidecar.callfile import load_call
-from sidecar.clock import FastClock, RealtimeClock
+from sidecar.clock import FastClock
 from sidecar.events import Alert, Event, TranscriptPartial, Word
-from sidecar.replay import replay_transcript
+from tests.coach_helpers import jsonl, replay_coached
 
 pytestmark = pytest.mark.model
 
@@ -25,34 +23,6 @@ pytestmark = pytest.mark.model
 @pytest.fixture(scope="module")
 def coach() -> Coach:
     return Coach()
-
-
-def jsonl(path: Path, turns: list[tuple[str, str, float, float]]) -> Path:
-    path.write_text(
-        "".join(
-            json.dumps({"channel": c, "text": t, "start_s": s, "end_s": e}) + "\n" for c, t, s, e in turns
-        ),
-        encoding="utf-8",
-    )
-    return path
-
-
-async def run(coach: Coach, path: Path, *, realtime: bool = False) -> list[Event]:
-    clock = RealtimeClock() if realtime else FastClock()
-    bus = InMemoryBus(clock)
-    events: list[Event] = []
-
-    async def collect() -> None:
-        async for ev in bus.subscribe("c1", after_seq=0):
-            events.append(ev)
-
-    task = asyncio.create_task(collect())
-    await asyncio.sleep(0)
-    call = load_call(path, "customer")
-    await replay_transcript(call, call_id="c1", bus=bus, clock=clock, lang="en", realtime=realtime,  # type: ignore[arg-type]
-                            emit=CoachSink(coach, bus))  # fmt: skip
-    await task
-    return events
 
 
 def alerts(events: list[Event]) -> list[Alert]:
@@ -72,7 +42,7 @@ CALL = [
 
 
 async def test_a_call_gets_alerts_checklist_intents_emotion_and_a_score(coach: Coach, tmp_path: Path) -> None:
-    events = await run(coach, jsonl(tmp_path / "call.jsonl", CALL))
+    events = await replay_coached(coach, jsonl(tmp_path / "call.jsonl", CALL))
     types = [e.type for e in events]
     assert types[0] == "call.started"
     assert types[-2:] == ["score", "call.ended"]
@@ -94,7 +64,7 @@ async def test_a_call_gets_alerts_checklist_intents_emotion_and_a_score(coach: C
 
 
 async def test_card_numbers_never_leave_the_coach(coach: Coach, tmp_path: Path) -> None:
-    events = await run(coach, jsonl(tmp_path / "call.jsonl", CALL))
+    events = await replay_coached(coach, jsonl(tmp_path / "call.jsonl", CALL))
     text = "\n".join(e.to_json() for e in events)
     assert "4 5 3 2 7 1 8 8" not in text
     assert "4532" not in text
@@ -108,7 +78,7 @@ async def test_missed_disclosures(coach: Coach, tmp_path: Path) -> None:
         ("agent", "I can see your account balance is 420 dollars.", 4.5, 7.0),
         ("customer", "Okay, thanks.", 7.5, 8.5),
     ]
-    events = await run(coach, jsonl(tmp_path / "call.jsonl", turns))
+    events = await replay_coached(coach, jsonl(tmp_path / "call.jsonl", turns))
     missed = {a.step for a in alerts(events) if a.category == "missing_disclosure"}
     assert missed == {"recording_notice", "identity_verification", "closing_check"}
 
@@ -161,7 +131,7 @@ async def test_hot_reload_while_a_replay_runs(tmp_path: Path) -> None:
     ]
     path = jsonl(tmp_path / "call.jsonl", turns)
     watcher = asyncio.create_task(coach.watch(0.05))
-    replay = asyncio.create_task(run(coach, path, realtime=True))
+    replay = asyncio.create_task(replay_coached(coach, path, realtime=True))
     await asyncio.sleep(0.7)  # the call is under way
     (pack / "extra.yaml").write_text(
         "pack: extra\nversion: 1\nlang: en\nrules:\n  - id: x.elephant\n    category: unprofessional\n"

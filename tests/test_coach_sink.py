@@ -15,10 +15,9 @@ from coach.engine import Coach
 from coach.session import CoachSession
 from coach.sink import CoachSink, backlog
 from sidecar.bus import InMemoryBus
-from sidecar.callfile import load_call
 from sidecar.clock import FastClock
 from sidecar.events import CallEnded, CallStarted, Event, TranscriptFinal, Word
-from sidecar.replay import replay_transcript
+from tests.coach_helpers import jsonl, replay_coached
 
 pytestmark = pytest.mark.model
 
@@ -36,24 +35,6 @@ CALL = [
 @pytest.fixture(scope="module")
 def coach() -> Coach:
     return Coach(judge=False)  # the judge's time budget would make the two runs differ
-
-
-async def replayed(coach: Coach, path: Path, *, background: bool) -> list[Event]:
-    bus = InMemoryBus(FastClock())
-    events: list[Event] = []
-
-    async def collect() -> None:
-        async for ev in bus.subscribe("c1", after_seq=0):
-            events.append(ev)
-
-    task = asyncio.create_task(collect())
-    await asyncio.sleep(0)
-    call = load_call(path, "customer")
-    sink = CoachSink(coach, bus, background=background)
-    await replay_transcript(call, call_id="c1", bus=bus, clock=FastClock(), lang="en", realtime=False,  # type: ignore[arg-type]
-                            emit=sink)  # fmt: skip
-    await asyncio.wait_for(task, 60)
-    return events
 
 
 def plain(events: list[Event]) -> list[str]:
@@ -74,11 +55,9 @@ def plain(events: list[Event]) -> list[str]:
 async def test_background_gives_the_same_events_as_inline_coaching_after_its_transcript(
     coach: Coach, tmp_path: Path
 ) -> None:
-    path = tmp_path / "call.jsonl"
-    path.write_text("".join(json.dumps({"channel": c, "text": t, "start_s": s, "end_s": e}) + "\n"
-                            for c, t, s, e in CALL), encoding="utf-8")  # fmt: skip
-    inline = await replayed(coach, path, background=False)
-    background = await replayed(coach, path, background=True)
+    path = jsonl(tmp_path / "call.jsonl", CALL)
+    inline = await replay_coached(coach, path, background=False, timeout_s=60)
+    background = await replay_coached(coach, path, background=True, timeout_s=60)
     assert sorted(plain(background)) == sorted(plain(inline))
     coaching = [e for e in background if not e.type.startswith("transcript.")]
     assert plain(coaching) == plain([e for e in inline if not e.type.startswith("transcript.")])
