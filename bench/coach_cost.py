@@ -107,7 +107,7 @@ def main() -> int:
         "calls": len(calls), "readings": len(latencies),
         "judge_ms_p50": pct(latencies, 0.5), "judge_ms_p95": pct(latencies, 0.95), "judge_ms_max": pct(latencies, 1.0),
         "judge_timeouts": runner.timeouts, "judge_errors": runner.errors, "judge_budget_s": runner.budget_s,
-        "judge_labels": len(runner.judge.labels), "fit_s": runner.judge.fit_s,
+        "judge_labels": len(runner.judge.label_names()), "fit_s": runner.judge.fit_s,
     })  # fmt: skip
     print(json.dumps(figures, indent=1))
     return 0

@@ -57,7 +57,7 @@ class Coach:
             return None
         log.info(
             "judge fitted: %d labels from %d sentences in %.1f s",
-            len(judge.labels),
+            len(judge.label_names()),
             judge.examples,
             judge.fit_s,
         )

@@ -257,7 +257,7 @@ def _warm_judge() -> int:
     except AssistError as exc:
         print(f"judge                (optional) {exc}", file=sys.stderr)
         return 0
-    print(f"judge                {len(judge.labels)} labels from {judge.examples} sentences, "
+    print(f"judge                {len(judge.label_names())} labels from {judge.examples} sentences, "
           f"fitted in {judge.fit_s:.1f} s", file=sys.stderr)  # fmt: skip
     return 0
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from coach.engine import Coach
-from coach.judge import Judge, JudgeRunner, Reading, fit_judge, load_panel
-from coach.rules import DEFAULT_PACK, RulePackError, load_rules
+from coach.judge import HEADS, FitCache, Judge, JudgeRunner, JudgeSettings, Reading, fit_judge, load_panel
+from coach.rules import DEFAULT_PACK, Category, RulePackError, load_rules
 from coach.session import CoachSession
+from sidecar.errors import ConfigError
 from sidecar.events import CallEnded, Event, TranscriptFinal
 
 pytestmark = pytest.mark.model
@@ -348,3 +349,76 @@ def test_a_turn_cut_at_a_breath_is_also_read_whole() -> None:
     assert len(spy.asked[-1]) == 1  # the customer spoke in between: read alone
     session.process(_final("I can send you the details by email.", t=14.0, seg=4))
     assert len(spy.asked[-1]) == 1  # a long pause: a new turn
+
+
+def test_a_fitted_pack_is_read_back_not_fitted_again_and_an_edit_is_a_new_fit(tmp_path: Path) -> None:
+    """The fit cache: the same pack and settings read the weights back (the same reading); an edited
+    pack, other settings or a torn file fit again."""
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "small.yaml").write_text(SMALL_PACK, encoding="utf-8")
+    categories = load_rules(pack).categories
+    panel = load_panel()
+    fits = FitCache(tmp_path / "fits")
+    settings = JudgeSettings()
+    first = fit_judge(categories, panel, settings=settings, fits=fits)
+    assert len(list((tmp_path / "fits").glob("*.npz"))) == 1
+    again = fit_judge(categories, panel, settings=settings, fits=fits)
+    words = ["honestly, you are the thickest person I've spoken to all week"]
+    assert again.read(words, "agent").scores == first.read(words, "agent").scores
+    assert again.label_names() == first.label_names() == ["abuse"]
+    edited = load_rules_from(
+        tmp_path / "edited", SMALL_PACK.replace("only a fool would do that", "what a clown")
+    )
+    fit_judge(edited, panel, settings=settings, fits=fits)
+    fit_judge(categories, panel, settings=JudgeSettings(head="ovr"), fits=fits)
+    assert len(list((tmp_path / "fits").glob("*.npz"))) == 3
+    for path in (tmp_path / "fits").glob("*.npz"):
+        path.write_bytes(path.read_bytes()[:100])  # torn: fitted again, never an error
+    torn = fit_judge(categories, panel, settings=settings, fits=fits)
+    assert torn.read(words, "agent").scores == first.read(words, "agent").scores
+
+
+def load_rules_from(directory: Path, text: str) -> tuple[Category, ...]:
+    directory.mkdir()
+    (directory / "small.yaml").write_text(text, encoding="utf-8")
+    return load_rules(directory).categories
+
+
+def test_both_heads_read_the_small_pack(tmp_path: Path) -> None:
+    """One label and "none": the softmax head handles the two-class case like the yes/no head."""
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "small.yaml").write_text(SMALL_PACK, encoding="utf-8")
+    categories = load_rules(pack).categories
+    for head in HEADS:
+        judge = fit_judge(
+            categories, load_panel(), settings=JudgeSettings(head=head), fits=FitCache(tmp_path / head)
+        )
+        insult = judge.read(["you're honestly too dim to be let near a phone"], "agent")
+        polite = judge.read(["I've sent the confirmation to your email, anything else?"], "agent")
+        assert insult.scores["abuse"] > 0.5 > polite.scores["abuse"], (head, insult, polite)
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"ASSIST_JUDGE_HEAD": "forest"}, "ASSIST_JUDGE_HEAD"),
+        ({"ASSIST_JUDGE_LEXICAL": "lots"}, "ASSIST_JUDGE_LEXICAL"),
+        ({"ASSIST_JUDGE_HASH_BITS": "40"}, "ASSIST_JUDGE_HASH_BITS"),
+    ],
+)
+def test_judge_settings_refuse_nonsense(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=problem):
+        JudgeSettings.from_env()
+
+
+def test_judge_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert JudgeSettings.from_env() == JudgeSettings()
+    monkeypatch.setenv("ASSIST_JUDGE_HEAD", "ovr")
+    monkeypatch.setenv("ASSIST_JUDGE_LEXICAL", "0")
+    assert JudgeSettings.from_env() == JudgeSettings(head="ovr", lexical=0.0)
