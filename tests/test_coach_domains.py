@@ -6,12 +6,14 @@ since some rules (investment and insurance claims) need the topic in the recent 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from coach.compiled import CompiledRules
 from coach.engine import Coach
 from coach.intents import PRIORITY, detect_intents
-from coach.matcher import prepare
+from coach.matcher import Units, prepare
 from coach.rules import DEFAULT_PACK, load_rules
 from coach.text import is_chinese
 from coach.violations import detect_violations
@@ -33,11 +35,20 @@ def utterance(text: str, channel: Channel = "agent") -> Utterance:
     return Utterance(channel, text, 10.0, 14.0, 1, True, "zh" if is_chinese(text) else "en")
 
 
+def read(coach: Coach, text: str, channel: Channel = "agent") -> Units:
+    """The words as the live session prepares them: matched units and the judge's reading of the
+    whole turn and each of its sentences."""
+    units = prepare(text, coach.embedder)
+    parts = list(units.sentences)
+    assert coach.judge is not None
+    return replace(units, reading=coach.judge.read([text, *parts] if len(parts) > 1 else [text], channel))
+
+
 def findings(coach: Coach, text: str, customer_said: str) -> dict[str, str]:
     """Category → rule id of every violation the agent's ``text`` raises after the customer's turn."""
     rules: CompiledRules = coach.compiled
     window = Window(utterance(text), (utterance(customer_said, "customer"),))
-    found = detect_violations(window, rules, prepare(text, coach.embedder))
+    found = detect_violations(window, rules, read(coach, text))
     return {f.rule.rule.category: f.rule.rule.id for f in found}
 
 
@@ -389,13 +400,13 @@ def test_every_domain_and_language_is_exercised() -> None:
 def test_customer_repeating_a_claim_is_not_an_agent_violation(coach: Coach) -> None:
     for text in ("So you're saying my bill will never go up?", "你是说电费永远不会涨价？"):
         utt = utterance(text, "customer")
-        assert detect_violations(Window(utt, ()), coach.compiled, prepare(text, coach.embedder)) == []
+        assert detect_violations(Window(utt, ()), coach.compiled, read(coach, text)) == []
 
 
 @pytest.mark.parametrize(("domain", "text", "intent"), INTENTS, ids=[f"{d}-{i}" for d, _, i in INTENTS])
 def test_domain_intents(coach: Coach, domain: str, text: str, intent: str) -> None:
     utt = utterance(text, "customer")
-    found = detect_intents(Window(utt, ()), coach.compiled, prepare(text, coach.embedder))
+    found = detect_intents(Window(utt, ()), coach.compiled, read(coach, text, "customer"))
     assert [f.rule.rule.intent for f in found] == [intent]
 
 
@@ -410,7 +421,7 @@ def test_domain_intents(coach: Coach, domain: str, text: str, intent: str) -> No
 )
 def test_no_domain_intent_in_plain_requests(coach: Coach, text: str) -> None:
     utt = utterance(text, "customer")
-    found = detect_intents(Window(utt, ()), coach.compiled, prepare(text, coach.embedder))
+    found = detect_intents(Window(utt, ()), coach.compiled, read(coach, text, "customer"))
     assert [f.rule.rule.intent for f in found if f.rule.rule.intent != "info_request"] == []
 
 
