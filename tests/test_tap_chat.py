@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -408,6 +409,22 @@ async def test_a_call_id_in_use_is_refused_and_a_dropped_client_ends_the_chat(se
     ended = of_type(messages, "call.ended")[0]["data"]["payload"]
     assert ended["reason"] == "dropped"
     assert of_type(messages, "call.started")[0]["data"]["payload"]["meta"]["agent_id"] == "alice"
+
+
+async def test_a_supervisor_cannot_listen_in_or_barge_into_a_chat(service: LiveService) -> None:
+    """A chat has no audio: listen-in and barge-in answer 409 with the reason (not a silent stream)."""
+    call_id = new_id()
+    async with open_chat(service) as ws:
+        await start(ws, call_id)
+        assert (await say(ws, "customer", "Hello, is anyone there?", 1.0))["type"] == "ack"
+        headers = {"Authorization": f"Bearer {service.token('supervisor')}"}
+        async with httpx.AsyncClient(base_url=service.base, headers=headers, timeout=30) as client:
+            for action in ("listen", "barge"):
+                r = await client.post(
+                    f"/v1/taps/webrtc/{call_id}/{action}", json={"sdp": "v=0", "type": "offer"}
+                )
+                assert r.status_code == 409, (action, r.text)
+                assert "text chat" in r.json()["detail"]
 
 
 # -- the agent widget in Chromium ----------------------------------------------------------------

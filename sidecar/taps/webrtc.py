@@ -636,6 +636,8 @@ def _live_call(ctx: AppContext, call_id: str) -> LiveCall:
         if ctx.board.get(call_id) is not None:
             raise HTTPException(409, f"call {call_id} is not a live tap call (ended, or a recording)")
         raise HTTPException(404, f"no call {call_id}")
+    if call.meta.source == "chat":
+        raise HTTPException(409, f"call {call_id} is a text chat: it has no audio to listen to or barge into")
     return call
 
 
