@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from coach.compiled import CompiledRules, compile_rules
-from coach.judge import JudgeRunner, budget_s, fit_judge, load_panel, panel_keys
+from coach.judge import JudgeRunner, JudgeSettings, budget_s, fit_judge, load_panel, panel_keys
 from coach.rules import DEFAULT_PACK, RulePackError, RuleSet, fingerprint, load_rules
 from coach.session import CoachSession
 from knowledge.embed import Embedder, load_embedder
@@ -37,6 +37,8 @@ class Coach:
         self._lock = threading.Lock()
         self.judge_enabled = judge
         self.judge_failures = 0  # fits that failed (a model that would not load): exact matchers only
+        # a mistyped setting stops the start with its own message (not a quietly missing judge)
+        self.judge_settings = JudgeSettings.from_env() if judge else JudgeSettings()
         rules = load_rules(self.rules_dir)
         self.compiled: CompiledRules = compile_rules(rules, self.embedder)
         self.judge: JudgeRunner | None = self._fit_judge(rules)
@@ -50,7 +52,7 @@ class Coach:
         if not self.judge_enabled or not rules.categories:
             return None
         try:
-            judge = fit_judge(rules.categories, load_panel(panel_keys()))
+            judge = fit_judge(rules.categories, load_panel(panel_keys()), settings=self.judge_settings)
         except (AssistError, OSError, ValueError, RuntimeError, ImportError, MemoryError) as exc:
             self.judge_failures += 1
             log.error("judge not fitted (%s): alerts come from the exact matchers only", type(exc).__name__)

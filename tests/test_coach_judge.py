@@ -422,3 +422,9 @@ def test_judge_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSIST_JUDGE_HEAD", "ovr")
     monkeypatch.setenv("ASSIST_JUDGE_LEXICAL", "0")
     assert JudgeSettings.from_env() == JudgeSettings(head="ovr", lexical=0.0)
+
+
+def test_a_mistyped_judge_setting_stops_the_coach_with_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSIST_JUDGE_HEAD", "softmx")
+    with pytest.raises(ConfigError, match="ASSIST_JUDGE_HEAD='softmx'"):
+        Coach()
