@@ -3,9 +3,10 @@ turns' labels (no phrase rules, no checklist, no retrieval; the pack's examples 
 
     .venv/bin/python bench/judge_turns.py ../shared/callsets/dev [--heads ovr,softmax] [--json OUT]
 
-The settings come from ASSIST_JUDGE_LEXICAL / ASSIST_JUDGE_HASH_BITS (see coach/judge.py). For every agent and customer turn the units the live coach reads are embedded (the whole turn, each
-sentence of it, and the previous turn of the same speaker joined to it when it followed within a
-breath); each head turns them into labels; turn-level precision and recall are printed per kind
+The settings come from ASSIST_JUDGE_LEXICAL / ASSIST_JUDGE_HASH_BITS (see coach/judge.py). For
+every agent and customer turn the units the live coach reads are embedded (the whole turn, each
+sentence of it, and the previous turn of the same speaker joined to it when no pause came between);
+each head turns them into labels; turn-level precision and recall are printed per kind
 (violations, non-informational intents) and per label, over a sweep of decision thresholds. It is a
 tuning harness: choose on one set, report on the other (the full path is bench/coach_quality.py).
 """
@@ -79,6 +80,7 @@ def main() -> int:
     panel = load_panel(panel_keys())
     cache = VectorCache()
     report: dict[str, Any] = {}
+    intents = tuple(sorted({c.label for c in rules.categories if c.kind == "intent"} - {"info_request"}))
     for head in args.heads.split(","):
         settings = replace(JudgeSettings.from_env(), head=head)
         judge = fit_judge(rules.categories, panel, cache, settings, FitCache())
@@ -87,18 +89,16 @@ def main() -> int:
         for callset in args.callsets:
             turns = turns_of(callset)
             readings = [judge.read(t["units"], t["channel"]) for t in turns]
-            intents = tuple(
-                sorted({c.label for c in rules.categories if c.kind == "intent"} - {"info_request"})
-            )
             for kind, labels in (("violations", JUDGED_VIOLATIONS), ("intents", intents)):
                 rows: dict[float, dict[str, Any]] = {}
                 for cut in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
                     tp = pred = gold = 0
                     per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
                     for t, r in zip(turns, readings, strict=True):
-                        fired = {lab for lab in labels if r.scores.get(lab, 0.0) >= cut} if r else set()
                         if kind == "intents":
                             fired = primary_intents(dict(r.scores), labels, cut)
+                        else:
+                            fired = {lab for lab in labels if r.scores.get(lab, 0.0) >= cut}
                         want = t["gold"] & set(labels)
                         tp, pred, gold = tp + len(fired & want), pred + len(fired), gold + len(want)
                         for lab in labels:

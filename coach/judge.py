@@ -212,15 +212,6 @@ class Judge:
     def label_names(self) -> list[str]:
         return [*self.labels, *(label for g in self.groups for label in g.labels)]
 
-    def threshold(self, label: str) -> float:
-        model = self.labels.get(label)
-        if model is not None:
-            return model.threshold
-        for group in self.groups:
-            if label in group.labels:
-                return group.thresholds[group.labels.index(label)]
-        return 1.0
-
     def read(self, units: Sequence[str], channel: str) -> Reading:
         """``units``: the whole utterance first, then its sentences (when it has several)."""
         t0 = time.perf_counter()
@@ -521,7 +512,10 @@ class FitCache:
             tmp = self.directory / f".{key}.{os.getpid()}.{threading.get_ident()}.npz"
             np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
             os.replace(tmp, self.directory / f"{key}.npz")
-            for old in sorted(self.directory.glob("*.npz"), key=lambda p: p.stat().st_mtime)[: -self.KEEP]:
+            kept = sorted(
+                self.directory.glob("[!.]*.npz"), key=lambda p: p.stat().st_mtime
+            )  # not a writer's temp
+            for old in kept[: -self.KEEP]:
                 old.unlink(missing_ok=True)  # the newest few packs (a rollback refits nothing)
         except OSError as exc:  # a read-only cache: the next start fits again
             log.warning("judge fit not cached (%s)", type(exc).__name__)
