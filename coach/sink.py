@@ -145,10 +145,10 @@ class CoachSink:
         assert isinstance(event.payload, CallStarted)
         loop = asyncio.get_running_loop()
         async with self._lock:
+            published = await self.bus.publish(event)  # first: the bus may refuse an id in use
             self.session = self.coach.session(
                 event.call_id, event.payload.lang, self.knowledge, dead_air=self.dead_air
             )
-            published = await self.bus.publish(event)
             for extra in await loop.run_in_executor(_pool, self.session.started):
                 await self.bus.publish(extra)
             if self.background and self._worker is None:

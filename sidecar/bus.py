@@ -7,6 +7,11 @@ keeps the logs of its last ``retain_ended_calls`` ended calls. Subscribers read 
 cursor, so a slow subscriber costs no memory; one that falls further behind than the ring holds
 gets ``SubscriberLaggedError`` (it missed events and must resync) instead of silently losing them.
 Publishing never blocks and never drops.
+
+A call id is claimed by its ``call.started``: the bus refuses that event (``CallIdInUseError``) when
+the call already has events, live or ended and still retained, so two taps, two recordings or two
+nodes sharing a Redis bus that start the same explicit call id get exactly one winner. The check
+and the append are one step (one synchronous block here, one Lua script on Redis).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sidecar.clock import Clock, RealtimeClock
+from sidecar.errors import InputError
 from sidecar.events import Event
 
 ALL_CALLS = "*"
@@ -27,6 +33,14 @@ ALL_CALLS = "*"
 
 class SubscriberLaggedError(Exception):
     """The subscriber's position is older than anything the bus still retains."""
+
+
+class CallIdInUseError(InputError):
+    """A ``call.started`` for a call id the bus already has events of: another call holds it."""
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"call id {call_id} is already in use")
+        self.call_id = call_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +100,8 @@ class InMemoryBus:
 
     async def publish(self, event: Event) -> Event:
         log = self._logs.get(event.call_id)
+        if log is not None and event.type == "call.started":
+            raise CallIdInUseError(event.call_id)
         if log is None:
             log = self._logs[event.call_id] = _CallLog(self._retain_events, self._clock.wall())
         if log.ended:

@@ -14,7 +14,9 @@ Keys (``P`` is the prefix, ``CID`` a call id):
   second after which it is forgotten once it has ended (lets ``calls_async`` list calls without
   ``SCAN``).
 
-Publishing runs one script (``EVALSHA``): refuse if the call has ended, ``seq = last_seq + 1``,
+Publishing runs one script (``EVALSHA``): refuse a ``call.started`` whose call id already has a hash
+(the atomic claim of the id: of two nodes starting the same id, exactly one wins; the other gets
+``CallIdInUseError``), refuse if the call has ended, ``seq = last_seq + 1``,
 ``XADD`` to both streams, update the hash. ``emitted_at`` is stamped by this node's clock (rounded
 to the millisecond, as the JSON carries it) before the script runs.
 
@@ -53,7 +55,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sidecar.bus import ALL_CALLS, CallInfo, SubscriberLaggedError
+from sidecar.bus import ALL_CALLS, CallIdInUseError, CallInfo, SubscriberLaggedError
 from sidecar.clock import Clock, RealtimeClock
 from sidecar.errors import AssistError, ConfigError
 from sidecar.events import Event, event_from_dict
@@ -65,8 +67,12 @@ _READ_RETRIES = 3  # connection errors tolerated in a row by a read, with backof
 
 # KEYS: meta, events, all, calls
 # ARGV: json head, json tail, now (the emitted_at; started_at if seq is 1), retain_events, ttl_ms,
-#       call_id, ends (0|1), forget_at (now + retain_ended_s)
+#       call_id, ends (0|1), forget_at (now + retain_ended_s), starts (0|1: a call.started, the claim)
+# Returns {seq, started_at}; seq 0: the call has ended; seq -1: a call.started for an id in use.
 _PUBLISH = """
+if ARGV[9] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
+  return {-1, redis.call('HGET', KEYS[1], 'started_at') or '0'}
+end
 if redis.call('HGET', KEYS[1], 'ended') == '1' then
   return {0, redis.call('HGET', KEYS[1], 'started_at')}
 end
@@ -213,9 +219,12 @@ class RedisStreamsBus:
                 event.call_id,
                 1 if ends else 0,
                 repr(now + self._retain_ended_s),
+                1 if stamped.type == "call.started" else 0,
             ],
         )
         seq, started_at = int(reply[0]), float(reply[1])
+        if seq == -1:
+            raise CallIdInUseError(event.call_id)
         if seq == 0:
             raise RuntimeError(f"call {event.call_id} has ended; nothing more can be published to it")
         stamped = dataclasses.replace(stamped, seq=seq)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from redis import asyncio as aioredis
 
-from sidecar.bus import ALL_CALLS, Bus, InMemoryBus, SubscriberLaggedError
+from sidecar.bus import ALL_CALLS, Bus, CallIdInUseError, InMemoryBus, SubscriberLaggedError
 from sidecar.clock import FastClock
 from sidecar.errors import ConfigError
 from sidecar.events import (
@@ -190,6 +190,20 @@ async def test_ended_calls_accept_nothing_more(make_bus: MakeBus):
     assert [(c.call_id, c.ended, c.last_seq) for c in bus.calls()] == [("a", True, 2), ("b", True, 2)]
 
 
+async def test_a_call_id_is_claimed_by_its_first_call_started(make_bus: MakeBus):
+    bus = make_bus()
+    await bus.publish(started("c1"))
+    await bus.publish(final("c1", "hello"))
+    with pytest.raises(CallIdInUseError, match="call id c1 is already in use"):
+        await bus.publish(started("c1"))  # a second call on the same id, live
+    await bus.publish(ended("c1"))
+    with pytest.raises(CallIdInUseError):
+        await bus.publish(started("c1"))  # ... or ended and still retained
+    got = await collect(bus.subscribe("c1"))
+    assert [e.type for e in got] == ["call.started", "transcript.final", "call.ended"]
+    assert [e.seq for e in got] == [1, 2, 3]
+
+
 async def test_a_hundred_concurrent_subscribers(make_bus: MakeBus):
     bus = make_bus()
     await bus.publish(started("a"))
@@ -275,6 +289,19 @@ async def test_concurrent_publishers_get_gap_free_unique_seqs(redis_bus_factory:
     texts = [e.payload.text for e in got if isinstance(e.payload, TranscriptFinal)]
     for w in range(4):
         assert [t for t in texts if t.startswith(f"{w} ")] == [f"{w} {i}" for i in range(50)]
+
+
+async def test_nodes_racing_to_start_one_call_id_have_one_winner(redis_bus_factory: RedisBusFactory):
+    nodes = [redis_bus_factory() for _ in range(4)]
+    for round_ in range(5):
+        call_id = f"race-{round_}"
+        results = await asyncio.gather(*(n.publish(started(call_id)) for n in nodes), return_exceptions=True)
+        won = [r for r in results if isinstance(r, Event)]
+        lost = [r for r in results if isinstance(r, CallIdInUseError)]
+        assert len(won) == 1, results
+        assert len(lost) == len(nodes) - 1, results
+        assert won[0].seq == 1
+        assert [c.call_id for c in await nodes[0].calls_async()].count(call_id) == 1
 
 
 async def test_resume_mid_call_then_follow_live(redis_bus_factory: RedisBusFactory):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,33 @@ def test_any_node_serves_a_call_played_on_another(redis_url: str, tmp_path: Path
             assert detail_b["ended"]
             assert detail_b["alert_counts"] == detail_a["alert_counts"]
             assert call_id in {c["call_id"] for c in on_b.get("/v1/calls").json()}
+    finally:
+        a.stop()
+        b.stop()
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def test_two_nodes_starting_one_explicit_call_id_have_one_winner(redis_url: str, tmp_path: Path) -> None:
+    """The id is claimed atomically on the shared bus: no two nodes run (and coach) the same call."""
+    prefix = f"test-claim-{uuid.uuid4().hex}"
+    a = light_server(tmp_path / "a", RedisStreamsBus(redis_url, prefix=prefix))
+    b = light_server(tmp_path / "b", RedisStreamsBus(redis_url, prefix=prefix))
+    try:
+        with a.client() as on_a, b.client() as on_b, ThreadPoolExecutor(2) as pool:
+            body = {"recording": "refund-abuse.jsonl", "realtime": False, "call_id": "claimed-once"}
+            answers = list(pool.map(lambda c: c.post("/v1/calls", json=body), (on_a, on_b)))
+            codes = sorted(r.status_code for r in answers)
+            assert codes == [201, 409], [r.text for r in answers]
+            refused = next(r for r in answers if r.status_code == 409)
+            assert "already in use" in refused.json()["detail"]
+            winner = on_a if answers[0].status_code == 201 else on_b
+            assert winner.get("/v1/calls/claimed-once").status_code == 200
+            again = on_b.post("/v1/calls", json=body)  # and later, while its events are retained
+            assert again.status_code == 409, again.text
     finally:
         a.stop()
         b.stop()

@@ -23,7 +23,7 @@ from coach.engine import Coach
 from coach.sink import CoachSink
 from knowledge.policy import SuggestionPolicy
 from sidecar.audio import PIPELINE_RATE, Pcm16, StreamResampler
-from sidecar.bus import Bus
+from sidecar.bus import Bus, CallIdInUseError
 from sidecar.call import CallPipeline
 from sidecar.callfile import AudioCall, TranscriptCall, load_call
 from sidecar.clock import Clock, FastClock, RealtimeClock
@@ -333,8 +333,13 @@ class LiveCalls:
     def _finished(self, call_id: str, task: asyncio.Task[None]) -> None:
         self._tasks.pop(call_id, None)
         self._owners.pop(call_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("call %s failed: %r", call_id, task.exception())
+        error = None if task.cancelled() else task.exception()
+        if isinstance(
+            error, CallIdInUseError
+        ):  # refused by the bus (another node has the id): the caller is told
+            log.info("call %s not started: %s", call_id, error)
+        elif error is not None:
+            log.error("call %s failed: %r", call_id, error)
 
     def running_for(self, owner: str) -> int:
         """Recorded calls that ``owner`` started and that are still running."""
