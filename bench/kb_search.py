@@ -44,7 +44,9 @@ from numpy.typing import NDArray
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from knowledge.embed import Matrix
-from knowledge.index import IDS_FILE, INDEX_FILE, IVF_THRESHOLD, SnippetIndex, configure_faiss_threads
+from knowledge.faiss_index import IVF_THRESHOLD
+from knowledge.index import SnippetIndex, configure_faiss_threads
+from knowledge.index_store import IDS_FILE, INDEX_FILE
 
 
 class RandomEmbedder:

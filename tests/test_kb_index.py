@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from knowledge.embed import Embedder, Matrix, load_embedder
-from knowledge.index import IDS_FILE, INDEX_FILE, SearchHit, SnippetIndex, default_nprobe, ivf_nlist
+from knowledge.faiss_index import default_nprobe, ivf_nlist
+from knowledge.index import SearchHit, SnippetIndex
+from knowledge.index_store import IDS_FILE, INDEX_FILE
 from knowledge.snippets import Snippet
 from knowledge.store import SnippetStore
 
@@ -484,7 +486,7 @@ def test_ivf_path_add_update_delete_by_id(caplog: pytest.LogCaptureFixture) -> N
 
 
 def test_changes_during_a_reshape_are_replayed(monkeypatch: pytest.MonkeyPatch) -> None:
-    import knowledge.index as kb_index
+    import knowledge.vector_index as kb_index
 
     vecs = clustered(700, seed=2)
     ids = [f"v{i}" for i in range(700)]
