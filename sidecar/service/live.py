@@ -188,6 +188,7 @@ class LiveCalls:
         self._engine: SpeechEngine | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.calls: dict[str, LiveCall] = {}  # calls fed by taps, by id
+        self._starting: set[str] = set()  # ids admitted, their calls not registered yet
 
     @property
     def engine(self) -> SpeechEngine:
@@ -243,27 +244,36 @@ class LiveCalls:
         """A tap's new call, started (``call.started`` published) and ready for ``push``;
         ``kind``: the call's class (a text chat's has no audio pipeline)."""
         call_id = self._admit(meta.call_id or new_call_id(meta.source))
-        if kind.speech:
-            await asyncio.to_thread(self.engine.preload, meta.lang)  # loading a model is not call time
-        call = kind(self, call_id, meta, channels)
-        self.calls[call_id] = call
+        try:
+            if kind.speech:
+                await asyncio.to_thread(self.engine.preload, meta.lang)  # loading a model is not call time
+            call = kind(self, call_id, meta, channels)
+            self.calls[call_id] = call
+        finally:
+            self._starting.discard(call_id)
         try:
             await call.start()
         except BaseException:
-            self.calls.pop(call_id, None)
+            if self.calls.get(call_id) is call:
+                del self.calls[call_id]
             raise
         return call
 
     def _admit(self, call_id: str) -> str:
-        """Room for one more call, under an id no call (tap, recording, or on the bus) has."""
-        if self.running >= self.max_calls:
+        """Room for one more call, under an id no call (tap, recording, starting, or on the bus) has.
+        The id is reserved until the caller registers its call (and releases it from
+        ``_starting``): two starts of one id in this process never both pass the awaits between
+        admission and registration. Across nodes, the bus's claim on ``call.started`` decides."""
+        if self.running + len(self._starting) >= self.max_calls:
             raise TooManyCallsError(f"this service runs at most {self.max_calls} calls at once")
         if (
             call_id in self.calls
             or call_id in self._tasks
+            or call_id in self._starting
             or any(c.call_id == call_id for c in self.bus.calls())
         ):
-            raise InputError(f"call id {call_id} is already in use")
+            raise CallIdInUseError(call_id)
+        self._starting.add(call_id)
         return call_id
 
     def forget(self, call_id: str) -> None:
@@ -279,7 +289,11 @@ class LiveCalls:
             )
         call_id = self._admit(request.call_id or new_call_id("rec"))
         if isinstance(call, AudioCall):
-            await asyncio.to_thread(self.engine.preload, request.lang)  # model loading is not call time
+            try:
+                await asyncio.to_thread(self.engine.preload, request.lang)  # model loading is not call time
+            except BaseException:
+                self._starting.discard(call_id)
+                raise
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # played in real time: coached like a tap's call, in its own worker; a fast replay inline
         sink = CoachSink(self.coach, self.bus, knowledge=self.knowledge, background=request.realtime)
@@ -318,6 +332,7 @@ class LiveCalls:
 
         task = asyncio.create_task(run(), name=f"call:{call_id}")
         self._tasks[call_id] = task
+        self._starting.discard(call_id)  # registered: _admit sees the task from now on
         if request.owner:
             self._owners[call_id] = request.owner
         task.add_done_callback(lambda t: self._finished(call_id, t))
