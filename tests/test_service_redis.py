@@ -3,11 +3,15 @@ listed, detailed and streamed, with resume, by the other."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -74,6 +78,66 @@ def test_two_nodes_starting_one_explicit_call_id_have_one_winner(redis_url: str,
     finally:
         a.stop()
         b.stop()
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def test_an_api_node_restarting_mid_call_loses_nothing(redis_url: str, tmp_path: Path) -> None:
+    """Fault test: node b, streaming a live call played on node a, goes away mid-call (its SSE
+    stream is cut); a fresh node on the same Redis resumes the stream from the last id seen, and
+    the events read across both nodes are the call's whole stream: gap-free, none twice."""
+    prefix = f"test-restart-{uuid.uuid4().hex}"
+    a = light_server(tmp_path / "a", RedisStreamsBus(redis_url, prefix=prefix))
+    b = light_server(tmp_path / "b", RedisStreamsBus(redis_url, prefix=prefix))
+    nodes = [a, b]
+    try:
+        with a.client() as on_a:
+            started = on_a.post("/v1/calls", json={"recording": "refund-abuse.jsonl", "realtime": True})
+        assert started.status_code == 201, started.text
+        call_id = started.json()["call_id"]
+        seen: list[dict[str, Any]] = []
+
+        def follow_on_b() -> None:
+            with b.client() as on_b:
+                deadline = time.monotonic() + 10
+                while on_b.get(f"/v1/calls/{call_id}").status_code != 200 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                with (
+                    contextlib.suppress(httpx.HTTPError),
+                    on_b.stream("GET", f"/v1/calls/{call_id}/events") as r,
+                ):
+                    for message in read_sse(r):
+                        seen.append(message)
+
+        follower = threading.Thread(target=follow_on_b, daemon=True)
+        follower.start()
+        deadline = time.monotonic() + 15
+        while len(seen) < 3:
+            assert time.monotonic() < deadline, "node b streamed nothing"
+            time.sleep(0.05)
+        b.stop()  # the node goes away mid-call, and its stream with it
+        follower.join(timeout=20)
+        assert not follower.is_alive(), "node b's stream did not end when the node stopped"
+        assert seen[-1]["event"] != "call.ended", "the call ended before the node stopped: no fault tested"
+        b2 = light_server(tmp_path / "b2", RedisStreamsBus(redis_url, prefix=prefix))
+        nodes.append(b2)
+        with b2.client() as on_b2:
+            headers = {"Last-Event-ID": seen[-1]["id"]}
+            with on_b2.stream("GET", f"/v1/calls/{call_id}/events", headers=headers) as r:
+                assert r.status_code == 200
+                rest = list(read_sse(r))
+        assert rest[-1]["event"] == "call.ended"
+        ids = [int(m["id"]) for m in seen + rest]
+        assert ids == list(range(1, len(ids) + 1))
+        with a.client() as on_a, on_a.stream("GET", f"/v1/calls/{call_id}/events") as r:
+            whole = list(read_sse(r))
+        assert [m["data"] for m in seen + rest] == [m["data"] for m in whole]
+    finally:
+        for node in nodes:
+            node.stop()
         client = redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{prefix}:*"))
         if keys:
