@@ -7,6 +7,7 @@ import contextlib
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,37 @@ import pytest
 import redis
 
 from sidecar.redis_bus import RedisStreamsBus
-from tests.service_helpers import light_server, read_sse
+from tests.service_helpers import LightServer, light_server, read_sse
 
 pytestmark = pytest.mark.redis
 
 
-def test_any_node_serves_a_call_played_on_another(redis_url: str, tmp_path: Path) -> None:
-    prefix = f"test-nodes-{uuid.uuid4().hex}"
-    a = light_server(tmp_path / "a", RedisStreamsBus(redis_url, prefix=prefix))
-    b = light_server(tmp_path / "b", RedisStreamsBus(redis_url, prefix=prefix))
+@contextlib.contextmanager
+def nodes_on_one_redis(redis_url: str, tmp_path: Path, name: str) -> Iterator[Callable[[str], LightServer]]:
+    """``start(node)`` runs a light API node on one fresh key prefix of the test Redis; on exit
+    every node started is stopped and the prefix's keys are deleted."""
+    prefix = f"test-{name}-{uuid.uuid4().hex}"
+    started: list[LightServer] = []
+
+    def start(node: str) -> LightServer:
+        started.append(light_server(tmp_path / node, RedisStreamsBus(redis_url, prefix=prefix)))
+        return started[-1]
+
     try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def test_any_node_serves_a_call_played_on_another(redis_url: str, tmp_path: Path) -> None:
+    with nodes_on_one_redis(redis_url, tmp_path, "nodes") as start:
+        a, b = start("a"), start("b")
         with a.client() as on_a, b.client() as on_b:
             call_id = on_a.post("/v1/calls", json={"recording": "refund-abuse.jsonl", "realtime": False})
             call_id = call_id.json()["call_id"]
@@ -48,22 +70,12 @@ def test_any_node_serves_a_call_played_on_another(redis_url: str, tmp_path: Path
             assert detail_b["ended"]
             assert detail_b["alert_counts"] == detail_a["alert_counts"]
             assert call_id in {c["call_id"] for c in on_b.get("/v1/calls").json()}
-    finally:
-        a.stop()
-        b.stop()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 def test_two_nodes_starting_one_explicit_call_id_have_one_winner(redis_url: str, tmp_path: Path) -> None:
     """The id is claimed atomically on the shared bus: no two nodes run (and coach) the same call."""
-    prefix = f"test-claim-{uuid.uuid4().hex}"
-    a = light_server(tmp_path / "a", RedisStreamsBus(redis_url, prefix=prefix))
-    b = light_server(tmp_path / "b", RedisStreamsBus(redis_url, prefix=prefix))
-    try:
+    with nodes_on_one_redis(redis_url, tmp_path, "claim") as start:
+        a, b = start("a"), start("b")
         with a.client() as on_a, b.client() as on_b, ThreadPoolExecutor(2) as pool:
             body = {"recording": "refund-abuse.jsonl", "realtime": False, "call_id": "claimed-once"}
             answers = list(pool.map(lambda c: c.post("/v1/calls", json=body), (on_a, on_b)))
@@ -75,25 +87,14 @@ def test_two_nodes_starting_one_explicit_call_id_have_one_winner(redis_url: str,
             assert winner.get("/v1/calls/claimed-once").status_code == 200
             again = on_b.post("/v1/calls", json=body)  # and later, while its events are retained
             assert again.status_code == 409, again.text
-    finally:
-        a.stop()
-        b.stop()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 def test_an_api_node_restarting_mid_call_loses_nothing(redis_url: str, tmp_path: Path) -> None:
     """Fault test: node b, streaming a live call played on node a, goes away mid-call (its SSE
     stream is cut); a fresh node on the same Redis resumes the stream from the last id seen, and
     the events read across both nodes are the call's whole stream: gap-free, none twice."""
-    prefix = f"test-restart-{uuid.uuid4().hex}"
-    a = light_server(tmp_path / "a", RedisStreamsBus(redis_url, prefix=prefix))
-    b = light_server(tmp_path / "b", RedisStreamsBus(redis_url, prefix=prefix))
-    nodes = [a, b]
-    try:
+    with nodes_on_one_redis(redis_url, tmp_path, "restart") as start:
+        a, b = start("a"), start("b")
         with a.client() as on_a:
             started = on_a.post("/v1/calls", json={"recording": "refund-abuse.jsonl", "realtime": True})
         assert started.status_code == 201, started.text
@@ -122,8 +123,7 @@ def test_an_api_node_restarting_mid_call_loses_nothing(redis_url: str, tmp_path:
         follower.join(timeout=20)
         assert not follower.is_alive(), "node b's stream did not end when the node stopped"
         assert seen[-1]["event"] != "call.ended", "the call ended before the node stopped: no fault tested"
-        b2 = light_server(tmp_path / "b2", RedisStreamsBus(redis_url, prefix=prefix))
-        nodes.append(b2)
+        b2 = start("b2")
         with b2.client() as on_b2:
             headers = {"Last-Event-ID": seen[-1]["id"]}
             with on_b2.stream("GET", f"/v1/calls/{call_id}/events", headers=headers) as r:
@@ -135,11 +135,3 @@ def test_an_api_node_restarting_mid_call_loses_nothing(redis_url: str, tmp_path:
         with a.client() as on_a, on_a.stream("GET", f"/v1/calls/{call_id}/events") as r:
             whole = list(read_sse(r))
         assert [m["data"] for m in seen + rest] == [m["data"] for m in whole]
-    finally:
-        for node in nodes:
-            node.stop()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
