@@ -103,9 +103,10 @@ def main() -> int:
     fn: Counter[str] = Counter()
     seconds: list[float] = []
     turns = customer_turns(args.callset, args.lang)[: args.limit]
+    pack = {lang: definitions(lang) for lang in {t["lang"] for t in turns}}  # the pack read once
     started = time.perf_counter()
     for turn in turns:
-        defs = definitions(turn["lang"])
+        defs = pack[turn["lang"]]
         context = "\n".join(turn["before"][-args.context :]) if args.context else "(start of the call)"
         said = f"Earlier in the call:\n{context}\n\nThe customer turn:\nCUSTOMER: {turn['text']}"
         predicted: set[str] = set()

@@ -24,7 +24,6 @@ stops it and prints the summaries of what was done (exit 1).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -42,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sidecar.events import event_from_dict  # noqa: E402
+from sidecar.qa_run import content_hash  # noqa: E402
 from sidecar.store.query import MAX_LIMIT, CallQuery  # noqa: E402
 from sidecar.store.record import CallRecord, CallRecorder  # noqa: E402
 from sidecar.store.repository import CallStore, StoredCall  # noqa: E402
@@ -70,11 +70,8 @@ class Call:
 
     @property
     def content_hash(self) -> str:
-        digest = hashlib.sha256()
-        with self.wav.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        """The key ``assist qa run`` stores the file under (its own function, not a copy)."""
+        return content_hash(self.wav)
 
 
 @dataclass(frozen=True, slots=True)
