@@ -39,14 +39,14 @@ from bench.wer import error_rate  # noqa: E402
 from models.registry import resolve_model  # noqa: E402
 from sidecar.asr import SIMPLIFIED_CHINESE_PROMPT  # noqa: E402
 from sidecar.audio import PIPELINE_RATE, Pcm16, decode_g711, encode_g711, resample  # noqa: E402
-from sidecar.bus import InMemoryBus  # noqa: E402
 from sidecar.callfile import AudioCall, load_audio  # noqa: E402
-from sidecar.clock import Clock, FastClock, RealtimeClock  # noqa: E402
 from sidecar.engine import SpeechEngine, load_whisper  # noqa: E402
-from sidecar.errors import ModelNotFoundError  # noqa: E402
-from sidecar.events import CHANNELS, Channel, Event, TranscriptFinal, TranscriptPartial  # noqa: E402
+from sidecar.kernel.bus import InMemoryBus  # noqa: E402
+from sidecar.kernel.clock import Clock, FastClock, RealtimeClock  # noqa: E402
+from sidecar.kernel.errors import ModelNotFoundError  # noqa: E402
+from sidecar.kernel.events import CHANNELS, Channel, Event, TranscriptFinal, TranscriptPartial  # noqa: E402
+from sidecar.kernel.settings import AsrSettings, Settings, StreamSettings  # noqa: E402
 from sidecar.replay import replay_audio  # noqa: E402
-from sidecar.settings import AsrSettings, Settings, StreamSettings  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:

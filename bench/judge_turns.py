@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from coach.intents import PRIORITY  # noqa: E402
 from coach.judge import HEADS, FitCache, JudgeSettings, VectorCache, fit_judge, load_panel, panel_keys  # noqa: E402
 from coach.rules import DEFAULT_PACK, load_rules  # noqa: E402
-from coach.text import sentences  # noqa: E402
+from sidecar.kernel.text import sentences  # noqa: E402
 
 JUDGED_VIOLATIONS = ("abuse", "discrimination", "false_promise", "misleading_claim", "unprofessional")
 

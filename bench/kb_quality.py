@@ -57,9 +57,9 @@ def write_transcript(
 
 async def replay_events(path: Path, coach: Any, policy: Any) -> list[dict[str, Any]]:
     from coach.sink import CoachSink
-    from sidecar.bus import InMemoryBus
     from sidecar.callfile import TranscriptCall, load_call
-    from sidecar.clock import FastClock
+    from sidecar.kernel.bus import InMemoryBus
+    from sidecar.kernel.clock import FastClock
     from sidecar.replay import new_call_id, replay_transcript
 
     call = load_call(path, "customer")

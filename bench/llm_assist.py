@@ -73,7 +73,7 @@ async def _measure(callset: Path, calls: int, threads: int, turns: int, poll: in
     from coach.llm.assistant import CallAssistant
     from coach.llm.prompts import Card, Turn, call_language
     from coach.llm.service import LlmConfig, LlmService
-    from coach.redact import redact
+    from sidecar.kernel.redact import redact
 
     config = LlmConfig(mode="startup", threads=threads, postcall="off", poll=poll, wait_s=7200.0)
     service = LlmService(config)

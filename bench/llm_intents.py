@@ -35,7 +35,7 @@ from coach.llm.prompts import Message, Prompt  # noqa: E402
 from coach.llm.runtime import RuntimeSettings, XllamaGenerator  # noqa: E402
 from coach.rules import DEFAULT_PACK, load_rules  # noqa: E402
 from models.registry import resolve_model  # noqa: E402
-from sidecar.errors import AssistError  # noqa: E402
+from sidecar.kernel.errors import AssistError  # noqa: E402
 
 SYSTEM = {
     "multi": (

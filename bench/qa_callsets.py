@@ -40,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sidecar.events import event_from_dict  # noqa: E402
+from sidecar.kernel.events import event_from_dict  # noqa: E402
 from sidecar.qa_run import content_hash  # noqa: E402
 from sidecar.store.query import MAX_LIMIT, CallQuery  # noqa: E402
 from sidecar.store.record import CallRecord, CallRecorder  # noqa: E402

@@ -71,7 +71,7 @@ from numpy.typing import NDArray
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 if TYPE_CHECKING:
-    from sidecar.events import Event
+    from sidecar.kernel.events import Event
 
 HOST = "127.0.0.1"
 CALL_ID = "bench-sse-fanout"
@@ -129,7 +129,7 @@ _WORDS = tuple(_TEXT.split())
 
 def make_event(i: int, call_time: float) -> Event:
     """The ``i``-th event of the stream: a mix like a live call's (mostly partials)."""
-    from sidecar.events import (
+    from sidecar.kernel.events import (
         Alert,
         Emotion,
         Event,
@@ -226,8 +226,8 @@ def server_main(plan: Plan, ready: Any, go: Any, stop: Any, results: Any, profil
     from coach.engine import Coach
     from knowledge.feedback import FeedbackLog
     from knowledge.store import SnippetStore
-    from sidecar.bus import InMemoryBus
-    from sidecar.events import CallEnded, CallStarted, Event
+    from sidecar.kernel.bus import InMemoryBus
+    from sidecar.kernel.events import CallEnded, CallStarted, Event
     from sidecar.service.app import create_app
     from sidecar.service.auth import Principal, TokenEntry, TokenTable
     from sidecar.service.config import ServiceConfig, Services

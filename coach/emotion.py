@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any, Literal
 
-from sidecar.events import Prosody
+from sidecar.kernel.events import Prosody
 
 Label = Literal["angry", "negative", "neutral", "positive"]
 
@@ -72,7 +72,7 @@ def word_score(text: str, lang: str) -> tuple[float, list[str]]:
         if pos and score > 0:
             drivers.append("positive words")
         return score, drivers
-    from coach.text import normalise
+    from sidecar.kernel.text import normalise
 
     compound = float(_vader().polarity_scores(text)["compound"])
     norm = normalise(text)

@@ -19,7 +19,7 @@ from coach.rules import DEFAULT_PACK, RulePackError, RuleSet, fingerprint, load_
 from coach.session import CoachSession
 from knowledge.embed import Embedder, load_embedder
 from knowledge.policy import SuggestionPolicy
-from sidecar.errors import AssistError
+from sidecar.kernel.errors import AssistError
 
 log = logging.getLogger(__name__)
 

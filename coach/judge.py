@@ -40,10 +40,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from coach.rules import EMOTION_LABELS, JUDGE_KINDS, Category
-from coach.text import sentences
 from knowledge.embed import Embedder, Matrix, load_embedder
 from models.registry import model_cache_dir
-from sidecar.errors import ConfigError
+from sidecar.kernel.errors import ConfigError
+from sidecar.kernel.text import sentences
 
 log = logging.getLogger(__name__)
 

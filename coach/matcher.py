@@ -18,9 +18,9 @@ import numpy as np
 from coach.judge import Reading
 from coach.rules import MatchSpec, TextMatch
 from coach.saferegex import RulePattern, compile_rule_regex
-from coach.text import Clause, clauses, is_chinese, lemmatise, normalise, sentences
 from coach.window import Window
 from knowledge.embed import Embedder, Matrix
+from sidecar.kernel.text import Clause, clauses, is_chinese, lemmatise, normalise, sentences
 
 DEFAULT_THRESHOLD = 0.9
 MARGIN = 0.02  # how much closer to the rule's exemplars than to ordinary talk a sentence must be

@@ -30,7 +30,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from coach.redact import (
+from sidecar.kernel.events import Word
+from sidecar.kernel.redact import (
     _AFTER_AMOUNT_RE,
     _AMOUNT_RAW_RE,
     _CTX_RE,
@@ -48,7 +49,6 @@ from coach.redact import (
     replace_in_text,
     replace_in_tokens,
 )
-from sidecar.events import Word
 
 JOIN_GAP_S = 6.0  # the longest pause between two pieces of one number
 MAX_CHAIN = 3  # earlier finals a number may continue from

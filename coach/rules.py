@@ -54,7 +54,7 @@ from typing import Any, Literal, TypeAlias
 import yaml
 
 from coach.saferegex import UnsafePatternError, compile_rule_regex
-from sidecar.errors import AssistError
+from sidecar.kernel.errors import AssistError
 
 CATEGORIES: dict[str, Literal["fatal", "serious", "general"]] = {
     "abuse": "fatal",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sidecar.events import Score, ScoreItem
+from sidecar.kernel.events import Score, ScoreItem
 
 _SEVERITY_COST = {"fatal": 0.6, "serious": 0.3, "general": 0.15}
 _RUDE = ("abuse", "discrimination", "unprofessional")

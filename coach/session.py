@@ -19,15 +19,13 @@ from coach.emotion import EmotionCurve
 from coach.intents import detect_intents
 from coach.judge import JudgeRunner, Reading
 from coach.matcher import Units, prepare
-from coach.redact import redact
 from coach.redact_stream import StreamRedactor
 from coach.scorecard import AlertRecord, CallSummary, scorecard
-from coach.text import is_chinese
 from coach.violations import Finding, detect_dead_air, detect_violations
 from coach.window import Utterance, Window
 from knowledge.embed import Embedder
 from knowledge.policy import PolicyState, SuggestionPolicy
-from sidecar.events import (
+from sidecar.kernel.events import (
     Alert,
     CallEnded,
     Channel,
@@ -40,6 +38,8 @@ from sidecar.events import (
     TranscriptPartial,
     TranscriptRedacted,
 )
+from sidecar.kernel.redact import redact
+from sidecar.kernel.text import is_chinese
 
 HISTORY = 64  # finals kept for context conditions and the hold lookback
 EARLY_WORDS = 10  # committed words of a customer turn before a procedure is looked for

@@ -37,8 +37,8 @@ import numpy as np
 from coach.engine import Coach
 from coach.session import CoachSession
 from knowledge.policy import SuggestionPolicy
-from sidecar.bus import Bus
-from sidecar.events import CallEnded, CallStarted, Event
+from sidecar.kernel.bus import Bus
+from sidecar.kernel.events import CallEnded, CallStarted, Event
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 512  # events one call's coach may have waiting before its emitter waits

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from coach.compiled import CompiledRule, CompiledRules
 from coach.matcher import Hit, Units
-from coach.redact import find_pii
-from coach.text import clauses
 from coach.window import Utterance, Window
+from sidecar.kernel.redact import find_pii
+from sidecar.kernel.text import clauses
 
 # When two categories fire on the same words, the graver one is the finding.
 _HOLD_LOOKBACK_S = 30.0  # a hold announcement counts for the silence right after it

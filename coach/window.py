@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.events import Channel, Prosody
+from sidecar.kernel.events import Channel, Prosody
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sidecar.errors import AssistError, ConfigError
+from sidecar.kernel.errors import AssistError, ConfigError
 
 if TYPE_CHECKING:
     from knowledge.dryrun import Suggest

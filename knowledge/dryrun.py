@@ -6,7 +6,7 @@ function, and reports which snippets would have fired where, how often each fire
 did. The suggestion function is injected (the real one is the live suggestion policy), so this
 module does no matching of its own.
 
-Customer text and reasons are redacted (``coach.redact``) before they enter the report.
+Customer text and reasons are redacted (``sidecar.kernel.redact``) before they enter the report.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from coach.redact import redact
 from knowledge.policy import Firing
 from knowledge.snippets import KnowledgeError, Snippet, load_snippets_jsonl
 from sidecar.callfile import TranscriptCall, Turn, load_call
-from sidecar.errors import InputError
+from sidecar.kernel.errors import InputError
+from sidecar.kernel.redact import redact
 
 EXCERPT_CHARS = 80
 

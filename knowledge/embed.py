@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.registry import resolve_model
-from sidecar.errors import ConfigError, ModelNotFoundError
+from sidecar.kernel.errors import ConfigError, ModelNotFoundError
 
 Matrix = NDArray[np.float32]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from coach.text import is_chinese
+from sidecar.kernel.text import is_chinese
 
 _QUESTION = re.compile(r"[?？]")
 _CLOSING = re.compile(

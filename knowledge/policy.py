@@ -27,11 +27,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from coach.text import clauses, is_chinese, normalise, sentences
 from knowledge.need import states_a_need
 from knowledge.rerank import Ranked, Reranker
 from knowledge.snippets import Snippet
-from sidecar.errors import ConfigError
+from sidecar.kernel.errors import ConfigError
+from sidecar.kernel.text import clauses, is_chinese, normalise, sentences
 
 if TYPE_CHECKING:
     from knowledge.embed import Embedder
@@ -325,7 +325,7 @@ def offline_suggester() -> Callable[[list[Turn], list[Snippet]], list[Firing]]:
     recorded transcript, against a draft set of snippets."""
     from coach.engine import Coach
     from knowledge.store import SnippetStore
-    from sidecar.events import CallStarted, Event, Suggestion, TranscriptFinal
+    from sidecar.kernel.events import CallStarted, Event, Suggestion, TranscriptFinal
 
     coach = Coach()
     embedder = coach.embedder

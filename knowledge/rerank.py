@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coach.text import is_chinese
 from knowledge.embed import Embedder, Matrix
 from knowledge.snippets import Snippet
+from sidecar.kernel.text import is_chinese
 
 
 @dataclass(frozen=True, slots=True)

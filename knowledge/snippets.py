@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sidecar.errors import InputError
+from sidecar.kernel.errors import InputError
 
 Status = Literal["draft", "published"]
 STATUSES: tuple[Status, ...] = ("draft", "published")

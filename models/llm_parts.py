@@ -23,7 +23,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from models.parts import CHUNK, is_current, join_parts, parts_manifest
-from sidecar.errors import ModelNotFoundError
+from sidecar.kernel.errors import ModelNotFoundError
 
 NAME = "qwen2.5-coder-1.5b-instruct-q4km"
 FILE = "model.gguf"

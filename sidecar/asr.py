@@ -23,7 +23,7 @@ from faster_whisper.transcribe import TranscriptionOptions, get_compression_rati
 
 from sidecar.audio import Float32
 from sidecar.commit import join_words, normalize
-from sidecar.events import Word
+from sidecar.kernel.events import Word
 
 FULL_WINDOW = 3000  # Whisper's 30 s of 10 ms feature frames
 SIMPLIFIED_CHINESE_PROMPT = "以下是普通话的句子。"

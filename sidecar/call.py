@@ -15,10 +15,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
-from sidecar.bus import Bus
 from sidecar.engine import SpeechEngine
-from sidecar.events import CallEnded, CallStarted, Channel, Event
 from sidecar.frames import AudioFrame
+from sidecar.kernel.bus import Bus
+from sidecar.kernel.events import CallEnded, CallStarted, Channel, Event
 from sidecar.transcriber import CallLanguage, ChannelTranscriber
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidecar.audio import PIPELINE_RATE, Pcm16, resample
-from sidecar.errors import InputError
-from sidecar.events import CHANNELS, Channel
+from sidecar.kernel.errors import InputError
+from sidecar.kernel.events import CHANNELS, Channel
 from sidecar.wavfile import read_wav
 
 

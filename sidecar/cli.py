@@ -21,12 +21,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TextIO
 
-from sidecar.bus import InMemoryBus
 from sidecar.callfile import AudioCall, load_call
-from sidecar.clock import Clock, FastClock, RealtimeClock
-from sidecar.errors import AssistError
-from sidecar.events import Event
-from sidecar.settings import Settings
+from sidecar.kernel.bus import InMemoryBus
+from sidecar.kernel.clock import Clock, FastClock, RealtimeClock
+from sidecar.kernel.errors import AssistError
+from sidecar.kernel.events import Event
+from sidecar.kernel.settings import Settings
 
 log = logging.getLogger("assist")
 SAMPLE_CALL = Path(__file__).resolve().parent.parent / "samples" / "sample-call.wav"

@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sidecar.events import Word
+from sidecar.kernel.events import Word
 
 # Languages written without spaces between words: their "words" are characters.
 _NO_SPACE_LANGS = frozenset({"zh", "ja", "th", "lo", "my", "yue"})

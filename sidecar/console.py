@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from sidecar.events import (
+from sidecar.kernel.events import (
     Alert,
     CallEnded,
     CallStarted,

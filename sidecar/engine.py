@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from models.registry import resolve_model
 from sidecar.asr import DecodeOptions, Recognizer, WhisperRecognizer
-from sidecar.errors import ModelNotFoundError
-from sidecar.settings import AsrSettings, Settings
+from sidecar.kernel.errors import ModelNotFoundError
+from sidecar.kernel.settings import AsrSettings, Settings
 from sidecar.vad import SileroVad
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sidecar.audio import PIPELINE_RATE, Pcm16
-from sidecar.events import Channel
+from sidecar.kernel.events import Channel
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from sidecar.audio import PIPELINE_RATE, Float32
-from sidecar.events import Prosody
+from sidecar.kernel.events import Prosody
 
 _FRAME = 640  # 40 ms at 16 kHz
 _HOP = 160  # 10 ms

@@ -34,11 +34,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidecar.bus import InMemoryBus
 from sidecar.callfile import AudioCall, load_call
-from sidecar.clock import FastClock
-from sidecar.errors import AssistError, InputError
-from sidecar.events import Event
+from sidecar.kernel.bus import InMemoryBus
+from sidecar.kernel.clock import FastClock
+from sidecar.kernel.errors import AssistError, InputError
+from sidecar.kernel.events import Event
 from sidecar.store.record import CallRecord, CallRecorder
 from sidecar.store.settings import StoreSettings, normalise_url
 
@@ -157,7 +157,7 @@ class Scorer:
     def engine(self) -> SpeechEngine:
         if self._engine is None:
             from sidecar.engine import SpeechEngine
-            from sidecar.settings import Settings
+            from sidecar.kernel.settings import Settings
 
             self._engine = SpeechEngine(Settings.from_env())
             self._engine.preload(self.lang)

@@ -12,13 +12,13 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 
-from sidecar.bus import Bus
 from sidecar.call import CallPipeline
 from sidecar.callfile import AudioCall, TranscriptCall
-from sidecar.clock import Clock
 from sidecar.engine import SpeechEngine
-from sidecar.events import CallEnded, CallStarted, Event, TranscriptFinal, Word
 from sidecar.frames import AudioFrame
+from sidecar.kernel.bus import Bus
+from sidecar.kernel.clock import Clock
+from sidecar.kernel.events import CallEnded, CallStarted, Event, TranscriptFinal, Word
 
 Emit = Callable[[Event], Awaitable[Event]]
 

@@ -19,10 +19,10 @@ import numpy as np
 from sidecar.asr import Hypothesis, Recognizer
 from sidecar.audio import PIPELINE_RATE, Float32, to_float
 from sidecar.commit import LocalAgreement, join_words
-from sidecar.events import Channel, Event, Prosody, TranscriptFinal, TranscriptPartial, Word
 from sidecar.frames import AudioFrame
+from sidecar.kernel.events import Channel, Event, Prosody, TranscriptFinal, TranscriptPartial, Word
+from sidecar.kernel.settings import StreamSettings
 from sidecar.prosody import measure_prosody
-from sidecar.settings import StreamSettings
 from sidecar.vad import FRAME_S, FRAME_SAMPLES, SpeechEnd, SpeechSegmenter, SpeechStart, VadConfig, VadStream
 
 T = TypeVar("T")

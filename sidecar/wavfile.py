@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sidecar.audio import Pcm16, decode_g711, split_channels
-from sidecar.errors import InputError
+from sidecar.kernel.errors import InputError
 
 _PCM, _FLOAT, _ALAW, _MULAW, _EXTENSIBLE = 0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE
 _FORMAT_NAMES = {_PCM: "pcm", _FLOAT: "float", _ALAW: "alaw", _MULAW: "ulaw"}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from coach.engine import Coach
 from coach.sink import CoachSink
-from sidecar.bus import InMemoryBus
 from sidecar.callfile import load_call
-from sidecar.clock import FastClock, RealtimeClock
-from sidecar.events import Event
+from sidecar.kernel.bus import InMemoryBus
+from sidecar.kernel.clock import FastClock, RealtimeClock
+from sidecar.kernel.events import Event
 from sidecar.replay import replay_transcript
 
 Turn = tuple[str, str, float, float]  # channel, text, start_s, end_s

@@ -19,7 +19,7 @@ from redis import asyncio as aioredis
 
 from sidecar.audio import Pcm16, resample
 from sidecar.engine import SpeechEngine
-from sidecar.redis_bus import RedisStreamsBus
+from sidecar.kernel.redis_bus import RedisStreamsBus
 from tests.browser_helpers import browser_fixture
 
 pytest_plugins = ["tests.service_helpers"]

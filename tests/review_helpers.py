@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from sidecar.events import Event
+from sidecar.kernel.events import Event
 from sidecar.qa.watch import CONFIG_ENV
 from sidecar.service.auth import Principal, Role, TokenEntry, TokenTable
 from sidecar.service.config import ServiceConfig
@@ -70,7 +70,7 @@ def start_review_service(
     from coach.engine import Coach
     from knowledge.feedback import FeedbackLog
     from knowledge.store import SnippetStore
-    from sidecar.bus import InMemoryBus
+    from sidecar.kernel.bus import InMemoryBus
     from sidecar.service.app import create_app
     from sidecar.service.config import Services
     from sidecar.service.serve import make_server

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.events import (
+from sidecar.kernel.events import (
     Alert,
     CallEnded,
     CallStarted,

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from redis import asyncio as aioredis
 
-from sidecar.bus import ALL_CALLS, Bus, CallIdInUseError, InMemoryBus, SubscriberLaggedError
-from sidecar.clock import FastClock
-from sidecar.errors import ConfigError
-from sidecar.events import (
+from sidecar.kernel.bus import ALL_CALLS, Bus, CallIdInUseError, InMemoryBus, SubscriberLaggedError
+from sidecar.kernel.clock import FastClock
+from sidecar.kernel.errors import ConfigError
+from sidecar.kernel.events import (
     CallEnded,
     CallStarted,
     Event,
@@ -21,7 +21,7 @@ from sidecar.events import (
     Word,
     event_from_dict,
 )
-from sidecar.redis_bus import RedisStreamsBus, RedisUnavailableError, redact_url
+from sidecar.kernel.redis_bus import RedisStreamsBus, RedisUnavailableError, redact_url
 from tests.conftest import RedisBusFactory
 
 pytestmark = pytest.mark.unit

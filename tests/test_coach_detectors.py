@@ -11,7 +11,7 @@ from coach.intents import detect_intents
 from coach.matcher import prepare
 from coach.violations import detect_violations
 from coach.window import Utterance, Window
-from sidecar.events import Channel
+from sidecar.kernel.events import Channel
 
 pytestmark = pytest.mark.model
 
@@ -22,7 +22,7 @@ def coach() -> Coach:
 
 
 def utterance(text: str, channel: Channel = "agent", lang: str | None = None) -> Utterance:
-    from coach.text import is_chinese
+    from sidecar.kernel.text import is_chinese
 
     return Utterance(channel, text, 10.0, 14.0, 1, True, lang or ("zh" if is_chinese(text) else "en"))
 

@@ -15,10 +15,10 @@ from coach.engine import Coach
 from coach.intents import PRIORITY, detect_intents
 from coach.matcher import Units, prepare
 from coach.rules import DEFAULT_PACK, load_rules
-from coach.text import is_chinese
 from coach.violations import detect_violations
 from coach.window import Utterance, Window
-from sidecar.events import Channel
+from sidecar.kernel.events import Channel
+from sidecar.kernel.text import is_chinese
 
 pytestmark = pytest.mark.model
 

@@ -6,7 +6,7 @@ import pytest
 
 from coach.emotion import EmotionCurve, label_for, word_score
 from coach.scorecard import AlertRecord, CallSummary, scorecard
-from sidecar.events import Prosody
+from sidecar.kernel.events import Prosody
 
 pytestmark = pytest.mark.unit
 

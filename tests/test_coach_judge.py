@@ -18,8 +18,8 @@ from coach.engine import Coach
 from coach.judge import HEADS, FitCache, Judge, JudgeRunner, JudgeSettings, Reading, fit_judge, load_panel
 from coach.rules import DEFAULT_PACK, Category, RulePackError, load_rules
 from coach.session import CoachSession
-from sidecar.errors import ConfigError
-from sidecar.events import CallEnded, Event, TranscriptFinal
+from sidecar.kernel.errors import ConfigError
+from sidecar.kernel.events import CallEnded, Event, TranscriptFinal
 
 pytestmark = pytest.mark.model
 

@@ -12,9 +12,9 @@ import pytest
 from coach.engine import Coach
 from coach.rules import DEFAULT_PACK
 from coach.sink import CoachSink
-from sidecar.bus import InMemoryBus
-from sidecar.clock import FastClock
-from sidecar.events import Alert, Event, TranscriptPartial, Word
+from sidecar.kernel.bus import InMemoryBus
+from sidecar.kernel.clock import FastClock
+from sidecar.kernel.events import Alert, Event, TranscriptPartial, Word
 from tests.coach_helpers import jsonl, replay_coached
 
 pytestmark = pytest.mark.model
@@ -86,7 +86,7 @@ async def test_missed_disclosures(coach: Coach, tmp_path: Path) -> None:
 async def test_an_alert_on_a_partial_is_not_repeated_by_its_final(coach: Coach) -> None:
     bus = InMemoryBus(FastClock())
     sink = CoachSink(coach, bus)
-    from sidecar.events import CallStarted, TranscriptFinal
+    from sidecar.kernel.events import CallStarted, TranscriptFinal
 
     await sink(
         Event("call.started", "c2", None, 0, 0, CallStarted("test", "en", ("agent", "customer"), False))

@@ -14,9 +14,9 @@ import pytest
 from coach.engine import Coach
 from coach.session import CoachSession
 from coach.sink import CoachSink, backlog
-from sidecar.bus import InMemoryBus
-from sidecar.clock import FastClock
-from sidecar.events import CallEnded, CallStarted, Event, TranscriptFinal, Word
+from sidecar.kernel.bus import InMemoryBus
+from sidecar.kernel.clock import FastClock
+from sidecar.kernel.events import CallEnded, CallStarted, Event, TranscriptFinal, Word
 from tests.coach_helpers import jsonl, replay_coached
 
 pytestmark = pytest.mark.model

@@ -3,7 +3,7 @@
 import pytest
 
 from sidecar.commit import LocalAgreement, common_prefix_len, join_words, normalize
-from sidecar.events import Word
+from sidecar.kernel.events import Word
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,7 @@ import io
 import pytest
 
 from sidecar.console import print_readable, render
-from sidecar.events import CallEnded, CallStarted, Event, TranscriptFinal, TranscriptPartial, Word
+from sidecar.kernel.events import CallEnded, CallStarted, Event, TranscriptFinal, TranscriptPartial, Word
 
 pytestmark = pytest.mark.unit
 

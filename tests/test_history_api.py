@@ -101,7 +101,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryService
 
 
 def _memory_bus() -> Any:
-    from sidecar.bus import InMemoryBus
+    from sidecar.kernel.bus import InMemoryBus
 
     return InMemoryBus()
 

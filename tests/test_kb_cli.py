@@ -19,7 +19,7 @@ from knowledge.policy import Firing
 from knowledge.snippets import KnowledgeError, Snippet
 from knowledge.store import SnippetNotFoundError, SnippetStore
 from sidecar.callfile import Turn
-from sidecar.errors import AssistError
+from sidecar.kernel.errors import AssistError
 
 pytestmark = pytest.mark.unit
 

@@ -21,10 +21,10 @@ from knowledge.policy import (
 )
 from knowledge.snippets import Snippet
 from knowledge.store import SnippetStore
-from sidecar.bus import InMemoryBus
 from sidecar.callfile import load_call
-from sidecar.clock import RealtimeClock
-from sidecar.events import Event, Suggestion
+from sidecar.kernel.bus import InMemoryBus
+from sidecar.kernel.clock import RealtimeClock
+from sidecar.kernel.events import Event, Suggestion
 from sidecar.replay import replay_transcript
 
 pytestmark = pytest.mark.model
@@ -131,7 +131,7 @@ async def test_a_knowledge_edit_reaches_a_running_call(coach: Coach, tmp_path: P
 
 
 async def test_a_long_turn_gets_its_procedure_before_it_ends(coach: Coach) -> None:
-    from sidecar.events import CallStarted, TranscriptPartial, Word
+    from sidecar.kernel.events import CallStarted, TranscriptPartial, Word
 
     bus = InMemoryBus(RealtimeClock())
     sink = CoachSink(coach, bus, knowledge=default_policy(knowledge(coach)))
@@ -219,7 +219,7 @@ def test_a_procedure_comes_back_when_its_topic_does_but_never_twice_in_a_row(coa
 
 def test_the_panel_and_its_weights_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from knowledge.policy import PANEL, panel
-    from sidecar.errors import ConfigError
+    from sidecar.kernel.errors import ConfigError
 
     monkeypatch.delenv("ASSIST_KB_PANEL", raising=False)
     assert panel() == PANEL

@@ -13,7 +13,7 @@ import pytest
 
 from knowledge.snippets import KnowledgeError, Snippet, load_snippets_jsonl, parse_snippet_line
 from knowledge.store import SnippetChange, SnippetNotFoundError, SnippetStore
-from sidecar.errors import InputError
+from sidecar.kernel.errors import InputError
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,9 @@ import time
 import pytest
 
 from coach.engine import Coach
-from sidecar.bus import CallIdInUseError, InMemoryBus
-from sidecar.clock import RealtimeClock
 from sidecar.engine import SpeechEngine
+from sidecar.kernel.bus import CallIdInUseError, InMemoryBus
+from sidecar.kernel.clock import RealtimeClock
 from sidecar.service.live import CallMeta, LiveCall, LiveCalls
 
 pytestmark = pytest.mark.model

@@ -38,9 +38,9 @@ from coach.llm.prompts import (
 )
 from coach.llm.service import LlmConfig, default_threads
 from models.llm_parts import llm_model_dir
-from sidecar.bus import InMemoryBus
-from sidecar.errors import ModelNotFoundError
-from sidecar.events import CallEnded, CallStarted, Channel, Event, Suggestion, TranscriptFinal
+from sidecar.kernel.bus import InMemoryBus
+from sidecar.kernel.errors import ModelNotFoundError
+from sidecar.kernel.events import CallEnded, CallStarted, Channel, Event, Suggestion, TranscriptFinal
 from sidecar.service.auth import Principal, Role, TokenEntry, TokenTable
 from sidecar.service.config import ServiceConfig
 from tests.service_helpers import FIXTURES, free_port

@@ -17,7 +17,7 @@ import models.mpnet_parts
 from models.mpnet_parts import mpnet_model_dir
 from models.registry import resolve_model
 from models.whisper_parts import joined_model_dir
-from sidecar.errors import ModelNotFoundError
+from sidecar.kernel.errors import ModelNotFoundError
 
 ASSIST = Path(sys.executable).parent / "assist"
 

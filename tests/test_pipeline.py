@@ -10,15 +10,15 @@ import pytest
 
 from sidecar.asr import Hypothesis, Recognizer
 from sidecar.audio import Float32
-from sidecar.bus import InMemoryBus
 from sidecar.call import CallPipeline
 from sidecar.callfile import AudioCall
-from sidecar.clock import FastClock, RealtimeClock
 from sidecar.engine import SpeechEngine
-from sidecar.events import CallEnded, Event, TranscriptFinal
 from sidecar.frames import AudioFrame
+from sidecar.kernel.bus import InMemoryBus
+from sidecar.kernel.clock import FastClock, RealtimeClock
+from sidecar.kernel.events import CallEnded, Event, TranscriptFinal
+from sidecar.kernel.settings import Settings, StreamSettings
 from sidecar.replay import replay_audio
-from sidecar.settings import Settings, StreamSettings
 from tests.conftest import dialogue, espeak, silence
 
 

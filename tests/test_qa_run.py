@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.errors import InputError
+from sidecar.kernel.errors import InputError
 from sidecar.qa_run import Scorer, content_hash, find_calls, run_qa
 from sidecar.store.migrate import head_revision
 from sidecar.store.query import CallQuery

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.bus import InMemoryBus
-from sidecar.events import (
+from sidecar.kernel.bus import InMemoryBus
+from sidecar.kernel.events import (
     Alert,
     CallEnded,
     CallStarted,

@@ -19,11 +19,11 @@ import pytest
 
 from bench.wer import error_rate, normalize_words
 from sidecar.audio import Float32, to_float
-from sidecar.bus import InMemoryBus
 from sidecar.callfile import load_audio
-from sidecar.clock import FastClock
 from sidecar.engine import SpeechEngine
-from sidecar.events import TranscriptFinal
+from sidecar.kernel.bus import InMemoryBus
+from sidecar.kernel.clock import FastClock
+from sidecar.kernel.events import TranscriptFinal
 from sidecar.replay import replay_audio
 from sidecar.wavfile import read_wav
 

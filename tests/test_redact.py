@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from coach.redact import PiiSpan, find_pii, placeholder, redact, redact_tokens
+from sidecar.kernel.redact import PiiSpan, find_pii, placeholder, redact, redact_tokens
 
 pytestmark = pytest.mark.unit
 

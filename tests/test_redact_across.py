@@ -20,11 +20,11 @@ import httpx
 import pytest
 
 from coach.compiled import compile_rules
-from coach.redact import redact
 from coach.redact_stream import JOIN_GAP_S, StreamRedactor
 from coach.rules import DEFAULT_PACK, load_rules
 from coach.session import CoachSession
-from sidecar.events import Event, TranscriptFinal, TranscriptPartial, TranscriptRedacted, Word
+from sidecar.kernel.events import Event, TranscriptFinal, TranscriptPartial, TranscriptRedacted, Word
+from sidecar.kernel.redact import redact
 
 PLACEHOLDER = re.compile(r"\[(?:card|id|account) ••••[0-9A-Za-z]{0,4}\]|\[(?:phone|email|password|otp)\]")
 DIGITS = re.compile(r"[0-9０-９零〇一二三四五六七八九两幺]")
@@ -256,7 +256,7 @@ def light(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from coach.engine import Coach
     from knowledge.feedback import FeedbackLog
     from knowledge.store import SnippetStore
-    from sidecar.bus import InMemoryBus
+    from sidecar.kernel.bus import InMemoryBus
     from sidecar.service.app import create_app
     from sidecar.service.auth import Principal, TokenEntry, TokenTable
     from sidecar.service.config import ServiceConfig, Services

@@ -11,7 +11,7 @@ import pytest
 from coach.matcher import TextMatcher
 from coach.rules import DEFAULT_PACK, MatchSpec, RulePackError, TextMatch, load_rules
 from coach.saferegex import UnsafePatternError, compile_rule_regex
-from coach.text import clauses
+from sidecar.kernel.text import clauses
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sidecar.events import Alert, CallEnded, CallStarted, Checklist, Emotion, Event, TranscriptFinal
+from sidecar.kernel.events import Alert, CallEnded, CallStarted, Checklist, Emotion, Event, TranscriptFinal
 from sidecar.service.board import CallBoard, FloorLaggedError, risk_score
 
 pytestmark = pytest.mark.unit

@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from coach.engine import Coach
 from knowledge.feedback import FeedbackLog
 from knowledge.store import SnippetStore
-from sidecar.bus import InMemoryBus
+from sidecar.kernel.bus import InMemoryBus
 from sidecar.service import limits
 from sidecar.service.app import create_app, framing_headers
 from sidecar.service.auth import Principal, TokenEntry, TokenTable, demo_tokens

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from sidecar.redis_bus import RedisStreamsBus
+from sidecar.kernel.redis_bus import RedisStreamsBus
 from tests.service_helpers import LightServer, light_server, read_sse
 
 pytestmark = pytest.mark.redis

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.bus import InMemoryBus
+from sidecar.kernel.bus import InMemoryBus
 from tests.service_helpers import light_server, read_sse
 
 pytestmark = pytest.mark.unit

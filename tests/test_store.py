@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from sidecar.bus import InMemoryBus
+from sidecar.kernel.bus import InMemoryBus
 from sidecar.store import migrate
 from sidecar.store.query import CallQuery
 from sidecar.store.record import CallRecorder, customer_ref_hash, record_from_json

@@ -144,7 +144,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     from coach.llm.service import LlmConfig
     from knowledge.feedback import FeedbackLog
     from knowledge.store import SnippetStore
-    from sidecar.bus import InMemoryBus
+    from sidecar.kernel.bus import InMemoryBus
     from sidecar.service.app import create_app
     from sidecar.service.auth import Principal, TokenEntry, TokenTable
     from sidecar.service.config import ServiceConfig, Services

@@ -31,7 +31,7 @@ import pytest
 from livekit import rtc
 
 from sidecar.audio import Pcm16, resample
-from sidecar.events import Channel
+from sidecar.kernel.events import Channel
 from sidecar.service.context import AppContext
 from sidecar.service.live import CallMeta, CallNotLiveError
 from sidecar.taps.livekit import (

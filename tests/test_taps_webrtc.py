@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 
 from sidecar.audio import resample
-from sidecar.errors import ConfigError
+from sidecar.kernel.errors import ConfigError
 from sidecar.taps.ice import IceSettings, candidate_addresses, filter_candidates, restrict_ice
 from sidecar.taps.webrtc import MAX_BUFFER_S, OfferedAudio, OfferError, PacedAudioTrack, map_channels
 from tests.conftest import dialogue, espeak, silence, write_wav

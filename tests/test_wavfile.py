@@ -4,7 +4,7 @@ import wave
 import numpy as np
 import pytest
 
-from sidecar.errors import InputError
+from sidecar.kernel.errors import InputError
 from sidecar.wavfile import parse_wav, read_wav
 from tests.conftest import write_wav
 

@@ -45,7 +45,7 @@ from coach.llm.prompts import (
 )
 from coach.llm.runtime import Generation, TextGenerator
 from coach.llm.service import LlmService
-from coach.redact import redact
+from sidecar.kernel.redact import redact
 
 log = logging.getLogger("assist.llm")
 RETAIN_CALLS = 500  # notes and post-call summaries kept (oldest call dropped first)

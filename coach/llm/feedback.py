@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Literal, get_args
 
-from sidecar.errors import InputError
+from sidecar.kernel.errors import InputError
 
 ReplyFeedbackKind = Literal["used", "dismissed"]
 REPLY_FEEDBACK_KINDS: tuple[ReplyFeedbackKind, ...] = get_args(ReplyFeedbackKind)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from coach.llm.runtime import Device, RuntimeSettings, TextGenerator, XllamaGenerator, runtime_installed
-from sidecar.errors import AssistError, ConfigError
+from sidecar.kernel.errors import AssistError, ConfigError
 
 log = logging.getLogger("assist.llm")
 T = TypeVar("T")

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sidecar.events import (
+from sidecar.kernel.events import (
     Alert,
     CallEnded,
     CallStarted,

@@ -22,8 +22,8 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from sidecar.bus import ALL_CALLS, Bus, SubscriberLaggedError
-from sidecar.events import Event, EventType, FloorWarning
+from sidecar.kernel.bus import ALL_CALLS, Bus, SubscriberLaggedError
+from sidecar.kernel.events import Event, EventType, FloorWarning
 from sidecar.qa.config import EarlyWarningConfig, load_config
 from sidecar.qa.digest import DigestFold
 from sidecar.qa.engine import WarningEngine

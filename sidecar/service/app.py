@@ -25,8 +25,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coach.sink import backlog as coach_backlog
-from sidecar.bus import ALL_CALLS, SubscriberLaggedError
-from sidecar.events import CallEnded
+from sidecar.kernel.bus import ALL_CALLS, SubscriberLaggedError
+from sidecar.kernel.events import CallEnded
 from sidecar.qa.watch import WARNINGS_STREAM, WarningWatch
 from sidecar.service import (
     routes_calls,

@@ -19,7 +19,7 @@ from typing import Literal, TypeAlias, get_args
 
 import yaml
 
-from sidecar.errors import ConfigError
+from sidecar.kernel.errors import ConfigError
 
 Role: TypeAlias = Literal["agent", "supervisor", "knowledge_manager", "integrator", "admin", "qa"]
 ROLES: tuple[Role, ...] = get_args(Role)

@@ -19,7 +19,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.events import (
+from sidecar.kernel.events import (
     Alert,
     CallEnded,
     CallStarted,

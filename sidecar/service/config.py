@@ -26,7 +26,7 @@ from coach.rules import DEFAULT_PACK
 from knowledge.feedback import FeedbackLog
 from knowledge.policy import StoreKnowledge, SuggestionPolicy, default_policy
 from knowledge.store import SnippetStore
-from sidecar.bus import Bus, InMemoryBus
+from sidecar.kernel.bus import Bus, InMemoryBus
 from sidecar.service.auth import TokenTable, demo_tokens, tokens_from_env
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class Services:
 
 def make_bus(config: ServiceConfig) -> Bus:
     if config.redis_url:
-        from sidecar.redis_bus import RedisStreamsBus
+        from sidecar.kernel.redis_bus import RedisStreamsBus
 
         return RedisStreamsBus(config.redis_url)
     return InMemoryBus()

@@ -24,8 +24,8 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from sidecar.bus import Bus, SubscriberLaggedError
-from sidecar.events import Event, TranscriptFinal, TranscriptPartial, TranscriptRedacted
+from sidecar.kernel.bus import Bus, SubscriberLaggedError
+from sidecar.kernel.events import Event, TranscriptFinal, TranscriptPartial, TranscriptRedacted
 from sidecar.service.sse import SseMessage
 
 log = logging.getLogger(__name__)

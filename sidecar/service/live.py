@@ -23,14 +23,14 @@ from coach.engine import Coach
 from coach.sink import CoachSink
 from knowledge.policy import SuggestionPolicy
 from sidecar.audio import PIPELINE_RATE, Pcm16, StreamResampler
-from sidecar.bus import Bus, CallIdInUseError
 from sidecar.call import CallPipeline
 from sidecar.callfile import AudioCall, TranscriptCall, load_call
-from sidecar.clock import Clock, FastClock, RealtimeClock
 from sidecar.engine import SpeechEngine
-from sidecar.errors import InputError
-from sidecar.events import Barge, CallEnded, Channel, Event, Whisper
 from sidecar.frames import AudioFrame
+from sidecar.kernel.bus import Bus, CallIdInUseError
+from sidecar.kernel.clock import Clock, FastClock, RealtimeClock
+from sidecar.kernel.errors import InputError
+from sidecar.kernel.events import Barge, CallEnded, Channel, Event, Whisper
 from sidecar.replay import new_call_id, replay_audio, replay_transcript
 
 log = logging.getLogger(__name__)

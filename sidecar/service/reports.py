@@ -35,7 +35,7 @@ from typing import Any, Literal, TypeAlias
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
-from sidecar.errors import ConfigError
+from sidecar.kernel.errors import ConfigError
 from sidecar.store.query import CallQuery, where
 from sidecar.store.repository import CallStore
 from sidecar.store.schema import calls

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from sidecar.bus import SubscriberLaggedError
-from sidecar.errors import InputError
+from sidecar.kernel.bus import SubscriberLaggedError
+from sidecar.kernel.errors import InputError
 from sidecar.service.auth import Principal
 from sidecar.service.board import FloorLaggedError, summary_sort_key
 from sidecar.service.context import AppContext, authorize, authorize_stream, get_ctx, visible_call

@@ -24,7 +24,7 @@ from knowledge.dryrun import dry_run
 from knowledge.policy import agent_search
 from knowledge.snippets import KnowledgeError, Snippet, snippet_problems
 from knowledge.store import SnippetNotFoundError
-from sidecar.errors import InputError
+from sidecar.kernel.errors import InputError
 from sidecar.service.auth import Principal
 from sidecar.service.context import AppContext, authorize, get_ctx, visible_call
 from sidecar.service.limits import StrictJsonRoute

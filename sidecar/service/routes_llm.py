@@ -28,9 +28,9 @@ from coach.llm.feedback import ReplyFeedbackLog
 from coach.llm.prompts import Card, Lang, Turn, call_language
 from coach.llm.runtime import GenerationError
 from coach.llm.service import LlmBusyError, LlmConfig, LlmService, LlmUnavailableError
-from sidecar.bus import ALL_CALLS, SubscriberLaggedError
-from sidecar.errors import ConfigError
-from sidecar.events import CallEnded
+from sidecar.kernel.bus import ALL_CALLS, SubscriberLaggedError
+from sidecar.kernel.errors import ConfigError
+from sidecar.kernel.events import CallEnded
 from sidecar.service.auth import Principal
 from sidecar.service.board import CallState
 from sidecar.service.context import AppContext, authorize, get_ctx, visible_call

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from sidecar.errors import ConfigError
+from sidecar.kernel.errors import ConfigError
 from sidecar.service.auth import Principal
 from sidecar.service.context import authorize
 from sidecar.service.limits import StrictJsonRoute

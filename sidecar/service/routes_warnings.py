@@ -18,8 +18,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import StreamingResponse
 
-from sidecar.bus import SubscriberLaggedError
-from sidecar.events import FloorWarning
+from sidecar.kernel.bus import SubscriberLaggedError
+from sidecar.kernel.events import FloorWarning
 from sidecar.qa.watch import WARNINGS_STREAM
 from sidecar.service.auth import Principal
 from sidecar.service.context import AppContext, authorize_stream, get_ctx

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sidecar.events import (
+from sidecar.kernel.events import (
     Alert,
     CallEnded,
     CallStarted,

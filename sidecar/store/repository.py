@@ -23,7 +23,7 @@ from sqlalchemy import Engine, case, create_engine, event, func, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from sidecar.errors import ConfigError
+from sidecar.kernel.errors import ConfigError
 from sidecar.store import migrate
 from sidecar.store.query import MAX_LIMIT, CallQuery, where
 from sidecar.store.record import CallRecord, record_from_json

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecar.errors import ConfigError
+from sidecar.kernel.errors import ConfigError
 
 DEFAULT_RETENTION_DAYS = 365
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from sidecar.bus import ALL_CALLS, Bus, SubscriberLaggedError
+from sidecar.kernel.bus import ALL_CALLS, Bus, SubscriberLaggedError
 from sidecar.store.feedback import FeedbackReader, with_feedback
 from sidecar.store.record import CallRecord, CallRecorder
 from sidecar.store.repository import CallStore

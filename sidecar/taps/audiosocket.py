@@ -50,8 +50,8 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from sidecar.audio import Pcm16
-from sidecar.errors import ConfigError
-from sidecar.events import Channel
+from sidecar.kernel.errors import ConfigError
+from sidecar.kernel.events import Channel
 from sidecar.service.auth import Principal
 from sidecar.service.context import AppContext, authorize, get_ctx
 from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, LiveCalls

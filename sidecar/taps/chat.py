@@ -42,8 +42,8 @@ from typing import Any, cast
 from fastapi import APIRouter, WebSocket
 
 from coach.sink import CoachSink
-from sidecar.clock import RealtimeClock
-from sidecar.events import CallEnded, CallStarted, Channel, Event, TranscriptFinal
+from sidecar.kernel.clock import RealtimeClock
+from sidecar.kernel.events import CallEnded, CallStarted, Channel, Event, TranscriptFinal
 from sidecar.replay import estimated_words, transcript_lang
 from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, LiveCalls
 from sidecar.taps.ws import (

@@ -12,7 +12,7 @@ from collections import deque
 import numpy as np
 
 from sidecar.audio import Pcm16
-from sidecar.events import Channel
+from sidecar.kernel.events import Channel
 from sidecar.service.live import LiveCall
 
 

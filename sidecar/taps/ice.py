@@ -32,7 +32,7 @@ import aioice.ice
 import ifaddr
 from aiortc import RTCConfiguration, RTCIceServer
 
-from sidecar.errors import ConfigError
+from sidecar.kernel.errors import ConfigError
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _ORIGINAL_GET_HOST_ADDRESSES = aioice.ice.get_host_addresses

@@ -49,7 +49,7 @@ import numpy as np
 from fastapi import APIRouter, WebSocket
 
 from sidecar.audio import split_channels
-from sidecar.events import Channel
+from sidecar.kernel.events import Channel
 from sidecar.service.live import CallMeta, LiveCall
 from sidecar.taps.ws import (
     CALL_ID,

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from sidecar.events import Channel
+from sidecar.kernel.events import Channel
 from sidecar.service.auth import Principal
 from sidecar.service.context import authorize, get_ctx
 from sidecar.service.live import TooManyCallsError

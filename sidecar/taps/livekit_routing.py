@@ -20,7 +20,7 @@ from typing import Literal, TypeAlias
 
 from livekit import rtc
 
-from sidecar.events import CHANNELS, Channel
+from sidecar.kernel.events import CHANNELS, Channel
 
 
 @dataclass(frozen=True, slots=True)

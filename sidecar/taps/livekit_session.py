@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeAlias
 
 from livekit import rtc
 
-from sidecar.errors import InputError
+from sidecar.kernel.errors import InputError
 from sidecar.service.context import AppContext
 from sidecar.service.live import CallMeta, LiveCall, TooManyCallsError
 from sidecar.taps.livekit_feed import CallFeed

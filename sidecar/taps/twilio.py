@@ -49,7 +49,7 @@ import numpy as np
 from fastapi import APIRouter, WebSocket
 
 from sidecar.audio import Pcm16, decode_g711
-from sidecar.events import Channel
+from sidecar.kernel.events import Channel
 from sidecar.service.context import AppContext
 from sidecar.service.live import GAP_JUMP_S, CallMeta, LiveCall
 from sidecar.taps.ws import (

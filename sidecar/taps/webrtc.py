@@ -31,8 +31,8 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from sidecar.errors import ConfigError, InputError
-from sidecar.events import Channel
+from sidecar.kernel.errors import ConfigError, InputError
+from sidecar.kernel.events import Channel
 from sidecar.service.auth import Principal
 from sidecar.service.context import AppContext, authorize, get_ctx
 from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, TooManyCallsError

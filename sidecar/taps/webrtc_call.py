@@ -26,7 +26,7 @@ import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from sidecar.events import Channel
+from sidecar.kernel.events import Channel
 from sidecar.service.live import CallNotLiveError, LiveCall
 from sidecar.taps.webrtc_media import PacedAudioTrack, mono_downmixer, mono_int16
 from sidecar.taps.webrtc_peer import Peer, WebRtcTap

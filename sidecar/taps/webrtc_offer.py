@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiortc.sdp import SessionDescription
 
-from sidecar.events import CHANNELS, Channel
+from sidecar.kernel.events import CHANNELS, Channel
 
 SENDING = ("sendrecv", "sendonly")  # offered directions that carry the browser's audio to us
 RECEIVING = ("sendrecv", "recvonly")  # offered directions that take audio from us

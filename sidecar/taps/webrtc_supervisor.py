@@ -12,7 +12,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from sidecar.audio import Pcm16
-from sidecar.events import Channel
+from sidecar.kernel.events import Channel
 from sidecar.service.live import LiveCall
 from sidecar.taps.webrtc_call import CallSession
 from sidecar.taps.webrtc_media import PacedAudioTrack, mono_int16

@@ -15,8 +15,8 @@ from types import TracebackType
 
 from fastapi import WebSocket
 
-from sidecar.errors import InputError
-from sidecar.events import Channel
+from sidecar.kernel.errors import InputError
+from sidecar.kernel.events import Channel
 from sidecar.service.context import WS_POLICY_VIOLATION, AppContext, ws_principal
 from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
 

@@ -11,7 +11,7 @@
 
 export const TOKEN_KEY = "agent-assist.token";
 
-/** Every event type of the replay contract (sidecar/events.py) plus the floor's `call`. */
+/** Every event type of the replay contract (sidecar/kernel/events.py) plus the floor's `call`. */
 export const CALL_EVENT_TYPES = [
   "call.started",
   "call.ended",

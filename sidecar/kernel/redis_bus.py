@@ -55,10 +55,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sidecar.bus import ALL_CALLS, CallIdInUseError, CallInfo, SubscriberLaggedError
-from sidecar.clock import Clock, RealtimeClock
-from sidecar.errors import AssistError, ConfigError
-from sidecar.events import Event, event_from_dict
+from sidecar.kernel.bus import ALL_CALLS, CallIdInUseError, CallInfo, SubscriberLaggedError
+from sidecar.kernel.clock import Clock, RealtimeClock
+from sidecar.kernel.errors import AssistError, ConfigError
+from sidecar.kernel.events import Event, event_from_dict
 
 _T = TypeVar("_T")
 

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sidecar.errors import ConfigError
+from sidecar.kernel.errors import ConfigError
 
 
 def _env(name: str, default: str) -> str:

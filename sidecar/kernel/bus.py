@@ -24,9 +24,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from sidecar.clock import Clock, RealtimeClock
-from sidecar.errors import InputError
-from sidecar.events import Event
+from sidecar.kernel.clock import Clock, RealtimeClock
+from sidecar.kernel.errors import InputError
+from sidecar.kernel.events import Event
 
 ALL_CALLS = "*"
 
