@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import ctranslate2
 import numpy as np
 import opencc
 from faster_whisper import WhisperModel
@@ -116,6 +118,44 @@ class Recognizer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class DecodeRequest:
+    """One decode, as ``Recognizer.recognize`` takes it (``sidecar.decode_batch`` gathers them)."""
+
+    audio: Float32
+    lang: str | None
+    prompt: str | None = None
+    prefix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A request made ready to decode: features, window, language, prompt tokens, budget."""
+
+    features: Any
+    content: int  # frames of audio (the rest is padding)
+    window: int
+    lang: str | None  # None: to be detected from the audio
+    tokenizer: Tokenizer
+    options: TranscriptionOptions
+    prompt: list[int]
+    sot_index: int
+    budget: int
+
+
+@dataclass(slots=True)
+class _Row:
+    """One request's row of a batch, between decoding and alignment."""
+
+    index: int  # in the requests
+    row: int  # in the batch
+    prepared: _Prepared
+    result: Any
+    avg_logprob: float
+    tokens: list[int]
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DecodeOptions:
     beam_size: int = 1
     # Decode with timestamp tokens, as batch Whisper does: measured better text on short
@@ -136,6 +176,8 @@ class DecodeOptions:
 
 
 class WhisperRecognizer:
+    max_batch = 32  # requests in one CTranslate2 batch
+
     def __init__(self, model: WhisperModel, options: DecodeOptions | None = None) -> None:
         self._model = model
         self.options = options or DecodeOptions()
@@ -177,42 +219,164 @@ class WhisperRecognizer:
         self, audio: Float32, *, lang: str | None, prompt: str | None = None, prefix: str | None = None
     ) -> Hypothesis:
         started = time.perf_counter()
-        model = self._model
-        features = model.feature_extractor(audio)
-        content = features.shape[-1] - 1
-        window = self.options.window_frames(content)
-        encoded = model.encode(pad_or_trim(features, window))
-        if not self.multilingual:
-            lang = "en"
-        elif lang is None:
-            lang = self._detect(encoded)
-        if lang == "zh":
-            prompt = SIMPLIFIED_CHINESE_PROMPT + (prompt or "")
-        tokenizer = self._tokenizer(lang)
-        # nobody says more than ~8 tokens a second: a budget that stops runaway decoding loops
-        budget = int(_MAX_TOKENS_PER_S * audio.size / 16_000) + 8
-        options = self._transcription_options(prompt, budget, prefix)
-        result, avg_logprob, tokens, text = self._generate(encoded, tokenizer, options)
+        p = self._prepare(DecodeRequest(audio, lang, prompt, prefix))
+        encoded = self._model.encode(pad_or_trim(p.features, p.window))
+        if p.lang is None:
+            p = self._prepare(DecodeRequest(audio, self._detect(encoded), prompt, prefix))
+        result, avg_logprob, tokens, text = self._generate(encoded, p)
+        window = p.window
         if window < FULL_WINDOW and get_compression_ratio(text) > self.options.compression_ratio_threshold:
             window = FULL_WINDOW  # a repetition loop: decode again with Whisper's own padding
-            encoded = model.encode(pad_or_trim(features, window))
-            result, avg_logprob, tokens, text = self._generate(encoded, tokenizer, options)
-        silent = result.no_speech_prob > self.options.no_speech_threshold and avg_logprob < (
-            self.options.log_prob_threshold
+            encoded = self._model.encode(pad_or_trim(p.features, window))
+            result, avg_logprob, tokens, text = self._generate(encoded, p)
+        silent = self._silent(result.no_speech_prob, avg_logprob)
+        words = () if silent or not tokens else self._align(p.tokenizer, [tokens], encoded, [p.content])[0]
+        return self._hypothesis(
+            p, words, result.no_speech_prob, avg_logprob, window, time.perf_counter() - started
         )
-        words = (
-            () if silent or not tokens else collapse_repeats(self._align(tokenizer, tokens, encoded, content))
+
+    def recognize_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        """Several decodes (of any calls and channels) as CTranslate2 batches: the encoder, the
+        decoder and the word alignment each run once per group of requests that can share a batch
+        (the same window, language and prompt shape). Each request gets the hypothesis
+        ``recognize`` gives it alone (tests/test_decode_batch.py): a request that cannot share a
+        batch, hits its token budget, or needs the 30 s second pass is decoded alone."""
+        out: list[Hypothesis | None] = [None] * len(requests)
+        groups: dict[tuple[object, ...], list[tuple[int, _Prepared]]] = {}
+        for i, request in enumerate(requests):
+            p = self._prepare(request)
+            if p.lang is None:  # the language is detected from this audio: alone
+                out[i] = self.recognize(
+                    request.audio, lang=None, prompt=request.prompt, prefix=request.prefix
+                )
+                continue
+            if len(p.prompt) + p.budget > self._model.max_length:  # refused alone, with its reason
+                out[i] = self.recognize(
+                    request.audio, lang=p.lang, prompt=request.prompt, prefix=request.prefix
+                )
+                continue
+            key = (p.window, p.lang, p.sot_index, p.options.without_timestamps)
+            groups.setdefault(key, []).append((i, p))
+        for members in groups.values():
+            for start in range(0, len(members), self.max_batch):
+                for i, hyp in self._decode_group(requests, members[start : start + self.max_batch]):
+                    out[i] = hyp
+        assert all(h is not None for h in out)
+        return [h for h in out if h is not None]
+
+    def _decode_group(
+        self, requests: Sequence[DecodeRequest], members: list[tuple[int, _Prepared]]
+    ) -> list[tuple[int, Hypothesis]]:
+        started = time.perf_counter()
+        model, window = self._model, members[0][1].window
+        encoded = model.encode(np.stack([pad_or_trim(p.features, window) for _, p in members]))
+        o = members[0][1].options
+        results = model.model.generate(
+            encoded, [p.prompt for _, p in members],
+            length_penalty=o.length_penalty, repetition_penalty=o.repetition_penalty,
+            no_repeat_ngram_size=o.no_repeat_ngram_size,
+            max_length=max(len(p.prompt) + p.budget for _, p in members),
+            return_scores=True, return_no_speech_prob=True, suppress_blank=o.suppress_blank,
+            suppress_tokens=o.suppress_tokens,
+            max_initial_timestamp_index=round(o.max_initial_timestamp / model.time_precision),
+            beam_size=o.beam_size, patience=o.patience,
+        )  # fmt: skip
+        alone: list[int] = []
+        kept: list[_Row] = []
+        for row, ((i, p), result) in enumerate(zip(members, results, strict=True)):
+            sequence = result.sequences_ids[0]
+            tokens = [t for t in sequence if t < p.tokenizer.eot]
+            text = p.tokenizer.decode(tokens).strip()
+            # the batch's length limit is the longest request's: one that reached its own budget
+            # might have been cut elsewhere alone; a repetition loop needs the 30 s window
+            looping = (
+                window < FULL_WINDOW
+                and get_compression_ratio(text) > self.options.compression_ratio_threshold
+            )
+            if len(sequence) >= p.budget or looping:
+                alone.append(i)
+            else:
+                kept.append(_Row(i, row, p, result, self._avg_logprob(result), tokens))
+        speech = [k for k in kept if k.tokens and not self._silent(k.result.no_speech_prob, k.avg_logprob)]
+        if speech:
+            rows = [k.row for k in speech]
+            view = encoded if len(rows) == len(members) else _rows(encoded, rows)
+            aligned = self._align(
+                speech[0].prepared.tokenizer,
+                [k.tokens for k in speech],
+                view,
+                [k.prepared.content for k in speech],
+            )
+            for k, words in zip(speech, aligned, strict=True):
+                k.words = words
+        share = (time.perf_counter() - started) / len(members)
+        out = [
+            (
+                k.index,
+                self._hypothesis(k.prepared, k.words, k.result.no_speech_prob, k.avg_logprob, window, share),
+            )
+            for k in kept
+        ]
+        for i in alone:
+            r = requests[i]
+            out.append((i, self.recognize(r.audio, lang=r.lang, prompt=r.prompt, prefix=r.prefix)))
+        return out
+
+    def _prepare(self, request: DecodeRequest) -> _Prepared:
+        features = self._model.feature_extractor(request.audio)
+        content = features.shape[-1] - 1
+        lang = request.lang if self.multilingual else "en"
+        prompt = request.prompt
+        if lang == "zh":
+            prompt = SIMPLIFIED_CHINESE_PROMPT + (prompt or "")
+        # nobody says more than ~8 tokens a second: a budget that stops runaway decoding loops
+        budget = int(_MAX_TOKENS_PER_S * request.audio.size / 16_000) + 8
+        options = self._transcription_options(prompt, budget, request.prefix)
+        tokenizer = self._tokenizer(lang or "en")
+        previous: list[int] = []
+        if options.initial_prompt:
+            previous = tokenizer.encode(" " + str(options.initial_prompt).strip())
+        prompt_tokens = self._model.get_prompt(
+            tokenizer, previous, without_timestamps=options.without_timestamps, prefix=options.prefix
         )
+        return _Prepared(
+            features=features, content=content, window=self.options.window_frames(content), lang=lang,
+            tokenizer=tokenizer, options=options, prompt=prompt_tokens,
+            sot_index=prompt_tokens.index(tokenizer.sot), budget=budget,
+        )  # fmt: skip
+
+    def _silent(self, no_speech_prob: float, avg_logprob: float) -> bool:
+        return (
+            no_speech_prob > self.options.no_speech_threshold
+            and avg_logprob < self.options.log_prob_threshold
+        )
+
+    @staticmethod
+    def _avg_logprob(result: Any) -> float:
+        """As faster-whisper recovers it from the returned score (length penalty 1)."""
+        seq_len = len(result.sequences_ids[0])
+        return float(result.scores[0] * seq_len / (seq_len + 1))
+
+    @staticmethod
+    def _hypothesis(
+        p: _Prepared,
+        words: tuple[Word, ...],
+        no_speech_prob: float,
+        avg_logprob: float,
+        window: int,
+        seconds: float,
+    ) -> Hypothesis:
+        lang = p.lang or "en"
         if lang == "zh":
             words = to_simplified(strip_prompt_echo(words, SIMPLIFIED_CHINESE_PROMPT))
         return Hypothesis(
             words=words,
             text=join_words(words, lang),
             lang=lang,
-            no_speech_prob=float(result.no_speech_prob),
+            no_speech_prob=float(no_speech_prob),
             avg_logprob=float(avg_logprob),
             window_frames=window,
-            decode_s=time.perf_counter() - started,
+            decode_s=seconds,
         )
 
     def _detect(self, encoded: Any) -> str:
@@ -220,32 +384,38 @@ class WhisperRecognizer:
         token, _prob = ranked[0]
         return str(token[2:-2])
 
-    def _generate(
-        self, encoded: Any, tokenizer: Tokenizer, options: TranscriptionOptions
-    ) -> tuple[Any, float, list[int], str]:
-        previous: list[int] = []
-        if options.initial_prompt:
-            previous = tokenizer.encode(" " + str(options.initial_prompt).strip())
-        prompt = self._model.get_prompt(
-            tokenizer, previous, without_timestamps=options.without_timestamps, prefix=options.prefix
-        )
+    def _generate(self, encoded: Any, p: _Prepared) -> tuple[Any, float, list[int], str]:
         result, avg_logprob, _temperature, _ratio = self._model.generate_with_fallback(
-            encoded, prompt, tokenizer, options
+            encoded, p.prompt, p.tokenizer, p.options
         )
         # the result starts with the forced prefix: CTranslate2 returns everything after <|startoftranscript|>
-        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-        return result, float(avg_logprob), tokens, tokenizer.decode(tokens).strip()
+        tokens = [t for t in result.sequences_ids[0] if t < p.tokenizer.eot]
+        return result, float(avg_logprob), tokens, p.tokenizer.decode(tokens).strip()
 
-    def _align(self, tokenizer: Tokenizer, tokens: list[int], encoded: Any, frames: int) -> tuple[Word, ...]:
-        alignment = self._model.find_alignment(tokenizer, [tokens], encoded, frames)[0]
-        merge_punctuations(alignment, _PREPEND, _APPEND)
-        return tuple(
-            Word(
-                text=str(a["word"]).strip(),
-                t_start=float(a["start"]),
-                t_end=float(a["end"]),
-                probability=float(a["probability"]),
+    def _align(
+        self, tokenizer: Tokenizer, tokens: list[list[int]], encoded: Any, frames: list[int]
+    ) -> list[tuple[Word, ...]]:
+        """Words with times for each row of ``encoded`` (one alignment run for the batch)."""
+        # CTranslate2 takes a frame count per row; faster-whisper passes it through untouched
+        alignments = self._model.find_alignment(tokenizer, tokens, encoded, frames)
+        out = []
+        for alignment in alignments:
+            merge_punctuations(alignment, _PREPEND, _APPEND)
+            words = tuple(
+                Word(
+                    text=str(a["word"]).strip(),
+                    t_start=float(a["start"]),
+                    t_end=float(a["end"]),
+                    probability=float(a["probability"]),
+                )
+                for a in alignment
+                if any(ch.isalnum() for ch in str(a["word"]))  # a lone "." is not a word
             )
-            for a in alignment
-            if any(ch.isalnum() for ch in str(a["word"]))  # a lone "." is not a word
-        )
+            out.append(collapse_repeats(words))
+        return out
+
+
+def _rows(encoded: Any, rows: list[int]) -> Any:
+    """Some rows of an encoder output (through host memory: CTranslate2 cannot slice in place)."""
+    host = np.asarray(encoded.to_device(ctranslate2.Device.cpu))
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(host[rows]))

@@ -58,13 +58,13 @@ class CallPipeline:
         self._queues: dict[Channel, asyncio.Queue[AudioFrame | None]] = {
             ch: asyncio.Queue(maxsize) for ch in channels
         }
-        recognizer = engine.recognizer(lang)
+        decode = engine.decoder(lang)
         self.transcribers: dict[Channel, ChannelTranscriber] = {
             ch: ChannelTranscriber(
                 call_id=call_id,
                 channel=ch,
-                vad=engine.vad.stream(),
-                recognizer=recognizer,
+                vad=engine.vad_stream(),
+                decode=decode,
                 run_blocking=engine.run,
                 emit=self.emit,
                 language=self.language,

@@ -1,8 +1,9 @@
 """Models and worker threads shared by every call in the process.
 
 Each model is loaded once per process (``load_whisper`` / ``load_vad`` are cached) and lazily,
-on the first call that needs it. Model calls run in the engine's thread pool, never on the
-event loop; CTranslate2 and onnxruntime release the GIL while they work.
+on the first call that needs it. Model calls run in the engine's threads, never on the event
+loop: decodes in the speech pool, every channel's VAD frames batched in a thread of their own
+(``sidecar.vad_batch``); CTranslate2 and onnxruntime release the GIL while they work.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from models.registry import resolve_model
-from sidecar.asr import DecodeOptions, Recognizer, WhisperRecognizer
+from sidecar.asr import DecodeOptions, DecodeRequest, Hypothesis, Recognizer, WhisperRecognizer
+from sidecar.decode_batch import BatchRecognizer, Decode, DecodeScheduler
 from sidecar.kernel.errors import ModelNotFoundError
 from sidecar.kernel.settings import AsrSettings, Settings
 from sidecar.vad import SileroVad
+from sidecar.vad_batch import BatchedVadStream, VadBatcher
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,10 +59,23 @@ class SpeechEngine:
         self._recognizers: dict[str, Recognizer] = {}
         # calls that start together (several taps at once) load each model once, not once each
         self._loading = threading.Lock()
+        self._vad_batcher: VadBatcher | None = None
+        self._schedulers: dict[str, DecodeScheduler] = {}
 
     @property
     def vad(self) -> SileroVad:
         return load_vad(resolve_model("vad"))
+
+    @property
+    def vad_batcher(self) -> VadBatcher:
+        """Every channel's VAD frames of this engine's calls, batched in one thread."""
+        if self._vad_batcher is None:
+            self._vad_batcher = VadBatcher(self.vad)
+        return self._vad_batcher
+
+    def vad_stream(self) -> BatchedVadStream:
+        """A new channel's VAD, through the batcher."""
+        return self.vad_batcher.stream()
 
     def model_key(self, lang: str) -> str:
         return self.settings.asr.english_model if lang == "en" else "asr-multilingual"
@@ -80,6 +96,30 @@ class SpeechEngine:
                 )
         return recognizer
 
+    def decoder(self, lang: str) -> Decode:
+        """How a channel in ``lang`` decodes: in the speech pool, one by one, or (with
+        ``ASSIST_ASR_BATCH`` above 1) through the model's scheduler, batched across calls."""
+        recognizer = self.recognizer(lang)
+        a = self.settings.asr
+        if a.batch > 1 and isinstance(recognizer, BatchRecognizer):
+            key = self.model_key(lang)
+            with self._loading:
+                scheduler = self._schedulers.get(key)
+                if scheduler is None:
+                    scheduler = self._schedulers[key] = DecodeScheduler(
+                        recognizer, self._pool, max_batch=a.batch, workers=a.workers
+                    )
+            return scheduler.decode
+
+        async def one(request: DecodeRequest) -> Hypothesis:
+            return await self.run(
+                lambda: recognizer.recognize(
+                    request.audio, lang=request.lang, prompt=request.prompt, prefix=request.prefix
+                )
+            )
+
+        return one
+
     def preload(self, lang: str) -> None:
         """Load what a call in ``lang`` needs now, so the first segment does not wait for it."""
         with self._loading:
@@ -91,3 +131,5 @@ class SpeechEngine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._vad_batcher is not None:
+            self._vad_batcher.close()

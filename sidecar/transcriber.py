@@ -1,7 +1,7 @@
 """One channel's streaming recogniser: frames in, ``transcript.*`` events out.
 
 The thin async shell around pure cores: ``SpeechSegmenter`` (VAD state machine) decides where
-speech starts and ends; ``LocalAgreement`` decides which words are stable; the recogniser runs
+speech starts and ends; ``LocalAgreement`` decides which words are stable; the decodes run
 in the engine's worker threads. Partials are decoded every ``partial_interval_s`` of speech
 (skipped, and counted, while the channel's input backlog says we are behind: the next one
 catches up); finals are never skipped.
@@ -16,18 +16,19 @@ from typing import TypeVar
 
 import numpy as np
 
-from sidecar.asr import Hypothesis, Recognizer
+from sidecar.asr import DecodeRequest, Hypothesis
 from sidecar.audio import PIPELINE_RATE, Float32, to_float
 from sidecar.commit import LocalAgreement, join_words
 from sidecar.frames import AudioFrame
 from sidecar.kernel.events import Channel, Event, Prosody, TranscriptFinal, TranscriptPartial, Word
 from sidecar.kernel.settings import StreamSettings
 from sidecar.prosody import measure_prosody
-from sidecar.vad import FRAME_S, FRAME_SAMPLES, SpeechEnd, SpeechSegmenter, SpeechStart, VadConfig, VadStream
+from sidecar.vad import FRAME_S, FRAME_SAMPLES, SpeechEnd, SpeechSegmenter, SpeechStart, VadChannel, VadConfig
 
 T = TypeVar("T")
 RunBlocking = Callable[[Callable[[], T]], Awaitable[T]]
 Emit = Callable[[Event], Awaitable[object]]
+Decode = Callable[[DecodeRequest], Awaitable[Hypothesis]]
 
 _MAX_BACKLOG_S = 0.5  # skip a partial decode while more input than this waits
 _MAX_GAP_S = 60.0  # a longer hole in a live stream is not filled with silence
@@ -122,9 +123,9 @@ class ChannelTranscriber:
         *,
         call_id: str,
         channel: Channel,
-        vad: VadStream,
-        recognizer: Recognizer,
-        run_blocking: RunBlocking[tuple[Hypothesis, Prosody | None]],
+        vad: VadChannel,
+        decode: Decode,
+        run_blocking: RunBlocking[Prosody],
         emit: Emit,
         language: CallLanguage,
         settings: StreamSettings,
@@ -133,7 +134,7 @@ class ChannelTranscriber:
         self.channel = channel
         self.stats = ChannelStats()
         self._vad = vad
-        self._recognizer = recognizer
+        self._decode_request = decode
         self._run = run_blocking
         self._emit = emit
         self._language = language
@@ -173,9 +174,14 @@ class ChannelTranscriber:
         samples = np.concatenate(parts)
         self.stats.audio_s += frame.pcm.size / PIPELINE_RATE
         usable = samples.size - samples.size % FRAME_SAMPLES
-        for start in range(0, usable, FRAME_SAMPLES):
-            await self._on_frame(to_float(samples[start : start + FRAME_SAMPLES]), backlog_s)
         self._pending = samples[usable:]
+        chunk = [to_float(samples[i : i + FRAME_SAMPLES]) for i in range(0, usable, FRAME_SAMPLES)]
+        if not chunk:
+            return
+        # the VAD state depends on the audio alone: every frame's probability first (batched with
+        # the other channels' frames, off the loop), then the frames in order
+        for vad_frame, prob in zip(chunk, await self._vad.probabilities(chunk), strict=True):
+            await self._on_frame(vad_frame, prob, backlog_s)
 
     async def finish(self) -> None:
         """End of input: finalise an open segment."""
@@ -188,8 +194,7 @@ class ChannelTranscriber:
     def _at(self, segmenter_t: float) -> float:
         return (self._origin or 0.0) + segmenter_t
 
-    async def _on_frame(self, frame: Float32, backlog_s: float) -> None:
-        prob = self._vad.probability(frame)
+    async def _on_frame(self, frame: Float32, prob: float, backlog_s: float) -> None:
         self._buffer.append(frame)
         self._frames_seen += 1
         transition = self._segmenter.feed(prob)
@@ -333,17 +338,14 @@ class ChannelTranscriber:
     async def _decode(
         self, audio: Float32, with_prosody: bool, prefix: str | None = None, segment_start: float = 0.0
     ) -> tuple[Hypothesis, Prosody | None]:
-        """Decode in a worker thread; prosody (for finals) covers the audio from ``segment_start``."""
-        recognizer, lang = self._recognizer, self._language.decode_as
-
-        def work() -> tuple[Hypothesis, Prosody | None]:
-            hyp = recognizer.recognize(audio, lang=lang, prefix=prefix)
-            segment = audio[round(segment_start * PIPELINE_RATE) :]
-            return hyp, measure_prosody(segment) if with_prosody else None
-
-        hyp, prosody = await self._run(work)
+        """Decode off the loop (batched with other calls' decodes when the engine batches);
+        prosody (for finals) covers the audio from ``segment_start``, in a worker thread too."""
+        hyp = await self._decode_request(DecodeRequest(audio, self._language.decode_as, None, prefix))
         self.stats.decode_s.append(hyp.decode_s)
-        return hyp, prosody
+        if not with_prosody:
+            return hyp, None
+        segment = audio[round(segment_start * PIPELINE_RATE) :]
+        return hyp, await self._run(lambda: measure_prosody(segment))
 
     # ---- audio buffer ------------------------------------------------------------------
 

@@ -1,15 +1,19 @@
 """Voice activity: silero-vad (ONNX, through onnxruntime) plus a pure segmenting state machine.
 
 ``SileroVad`` holds the model session (shared by every stream; onnxruntime sessions are
-thread-safe). ``VadStream`` carries one channel's recurrent state and 64-sample context.
+thread-safe). ``VadStream`` carries one channel's recurrent state and 64-sample context; the
+live path runs every channel's frames together through ``sidecar.vad_batch`` (one ONNX run per
+round, off the event loop), which gives the same probabilities as one stream at a time.
 ``SpeechSegmenter`` turns per-frame speech probabilities into segment start/end transitions
 and is a pure, deterministic core (unit-tested on probability lists).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -39,6 +43,12 @@ class SileroVad:
         prob, new_state = self._session.run(None, {"input": window[None, :], "state": state, "sr": self._sr})
         return float(prob[0, 0]), np.asarray(new_state, dtype=np.float32)
 
+    def run_batch(self, windows: Float32, states: Float32) -> tuple[Float32, Float32]:
+        """One frame of each of B streams: windows (B, 576), states (2, B, 128) in; the B
+        probabilities and the new states out (the model's batch axis: equal to B single runs)."""
+        probs, new_states = self._session.run(None, {"input": windows, "state": states, "sr": self._sr})
+        return np.asarray(probs, dtype=np.float32)[:, 0], np.asarray(new_states, dtype=np.float32)
+
 
 class VadStream:
     """One channel's VAD state. ``probability`` takes exactly one 512-sample frame."""
@@ -48,13 +58,39 @@ class VadStream:
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
         self._context = np.zeros(_CONTEXT, dtype=np.float32)
 
-    def probability(self, frame: Float32) -> float:
+    @property
+    def model(self) -> SileroVad:
+        return self._model
+
+    @property
+    def state(self) -> Float32:
+        return self._state
+
+    def window(self, frame: Float32) -> Float32:
+        """What the model reads for ``frame``: the previous frame's tail, then the frame."""
         if frame.shape != (FRAME_SAMPLES,):
             raise ValueError(f"VAD frames are {FRAME_SAMPLES} samples, got {frame.shape}")
-        window = np.concatenate([self._context, frame])
-        prob, self._state = self._model.run(window, self._state)
+        return np.concatenate([self._context, frame])
+
+    def advance(self, frame: Float32, state: Float32) -> None:
+        """``frame`` has been read; ``state`` is the model's state after it."""
+        self._state = state
         self._context = frame[-_CONTEXT:]
+
+    def probability(self, frame: Float32) -> float:
+        prob, state = self._model.run(self.window(frame), self._state)
+        self.advance(frame, state)
         return prob
+
+    async def probabilities(self, frames: Sequence[Float32]) -> list[float]:
+        """``VadChannel`` inline, on the caller's thread (the batched path is ``sidecar.vad_batch``)."""
+        return [self.probability(f) for f in frames]
+
+
+class VadChannel(Protocol):
+    """One channel's VAD as the transcriber uses it: consecutive frames in, one probability each."""
+
+    async def probabilities(self, frames: Sequence[Float32]) -> list[float]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,9 @@ class AsrSettings:
     workers: int = field(default_factory=default_workers)  # concurrent decodes (pool + CTranslate2)
     beam_size: int = 1
     english_model: Literal["asr-en", "asr-multilingual"] = "asr-en"
+    # Decodes waiting while every worker is busy run as one CTranslate2 batch of up to this many
+    # (sidecar/decode_batch.py; 1: one by one). Each gets the transcript it gets alone.
+    batch: int = 1
 
     @classmethod
     def from_env(cls) -> AsrSettings:
@@ -67,6 +70,7 @@ class AsrSettings:
             cpu_threads=_int("ASSIST_ASR_THREADS", 1, 1, 64),
             workers=_int("ASSIST_ASR_WORKERS", default_workers(), 1, 64),
             beam_size=_int("ASSIST_ASR_BEAM", 1, 1, 10),
+            batch=_int("ASSIST_ASR_BATCH", 1, 1, 256),
             english_model="asr-en" if english == "asr-en" else "asr-multilingual",
         )
 
