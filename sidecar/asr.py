@@ -222,7 +222,7 @@ class WhisperRecognizer:
         p = self._prepare(DecodeRequest(audio, lang, prompt, prefix))
         encoded = self._model.encode(pad_or_trim(p.features, p.window))
         if p.lang is None:
-            p = self._prepare(DecodeRequest(audio, self._detect(encoded), prompt, prefix))
+            p = self._prepare(DecodeRequest(audio, self._detect(encoded), prompt, prefix), p.features)
         result, avg_logprob, tokens, text = self._generate(encoded, p)
         window = p.window
         if window < FULL_WINDOW and get_compression_ratio(text) > self.options.compression_ratio_threshold:
@@ -322,8 +322,9 @@ class WhisperRecognizer:
             out.append((i, self.recognize(r.audio, lang=r.lang, prompt=r.prompt, prefix=r.prefix)))
         return out
 
-    def _prepare(self, request: DecodeRequest) -> _Prepared:
-        features = self._model.feature_extractor(request.audio)
+    def _prepare(self, request: DecodeRequest, features: Any = None) -> _Prepared:
+        if features is None:
+            features = self._model.feature_extractor(request.audio)
         content = features.shape[-1] - 1
         lang = request.lang if self.multilingual else "en"
         prompt = request.prompt
