@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from sidecar.service.app import create_app
 from sidecar.service.auth import Principal, TokenEntry, TokenTable
@@ -177,20 +178,25 @@ class LightServer:
         self.thread.join(timeout=15)
 
 
-def light_server(data_dir: Path, bus: Any) -> LightServer:
+def light_app(data_dir: Path, bus: Any, **config: Any) -> FastAPI:
+    """The service's app on light services; ``config``: ``ServiceConfig`` fields (role, ...)."""
     from coach.engine import Coach
     from knowledge.feedback import FeedbackLog
     from knowledge.store import SnippetStore
     from sidecar.service.config import Services
 
     tokens = TokenTable([TokenEntry(LightServer.token, Principal("sam", "supervisor"))])
-    config = ServiceConfig(data_dir=data_dir, recordings_dir=FIXTURES, kb_seed=None, tokens=tokens,
-                           knowledge=False, preload_lang=None)  # fmt: skip
+    cfg = ServiceConfig(data_dir=data_dir, recordings_dir=FIXTURES, kb_seed=None, tokens=tokens,
+                        knowledge=False, preload_lang=None, **config)  # fmt: skip
     store = SnippetStore(":memory:")
-    services = Services(config=config, bus=bus, tokens=tokens, store=store, feedback=FeedbackLog(store),
+    services = Services(config=cfg, bus=bus, tokens=tokens, store=store, feedback=FeedbackLog(store),
                         coach=Coach(embedder=None), knowledge=None, policy=None)  # fmt: skip
+    return create_app(cfg, services)
+
+
+def light_server(data_dir: Path, bus: Any, **config: Any) -> LightServer:
     port = free_port()
-    server = make_server(create_app(config, services), "127.0.0.1", port)
+    server = make_server(light_app(data_dir, bus, **config), "127.0.0.1", port)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     while not server.started:

@@ -95,17 +95,25 @@ async def test_commands_sent_one_after_another_are_answered_in_order(commands: R
 async def test_calls_go_to_the_live_worker_with_the_most_room(commands: RedisCommands):
     with pytest.raises(NoWorkerError):
         await commands.pick_worker()
-    await commands.heartbeat("w-a", live_calls=3, capacity=4)
-    await commands.heartbeat("w-b", live_calls=1, capacity=4)
+    await commands.heartbeat("w-a", ["a1", "a2", "a3"], capacity=4)
+    await commands.heartbeat("w-b", ["b1"], capacity=4)
     assert await commands.pick_worker() == "w-b"
-    await commands.heartbeat("w-b", live_calls=4, capacity=4)  # full
+    await commands.heartbeat("w-b", ["b1", "b2", "b3", "b4"], capacity=4)  # full
     assert await commands.pick_worker() == "w-a"
+    assert await commands.owner("b3") == "w-b"  # a tap's call: found in its worker's heartbeat
     await commands.leave("w-a")
     with pytest.raises(NoWorkerError):
         await commands.pick_worker()
-    await commands.heartbeat("w-c", live_calls=0, capacity=4)
+    await commands.leave("w-b")
+    await commands.heartbeat("w-c", ["c1"], capacity=4)
+    assert await commands.stale_workers() == []
     await asyncio.sleep(2.2)  # silent for longer than stale_s: gone
     assert await commands.workers() == []
+    (stale,) = await commands.stale_workers()
+    assert (stale.worker, stale.calls) == ("w-c", ("c1",))
+    assert not await commands.forget_worker("w-c", stale.at + 1)  # it beat again since: kept
+    assert await commands.forget_worker("w-c", stale.at)
+    assert await commands.stale_workers() == []
 
 
 async def test_a_call_has_one_owner_until_it_ends(commands: RedisCommands):

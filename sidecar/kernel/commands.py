@@ -10,8 +10,9 @@ end a call, a WebRTC offer) through Redis:
   not its business: the sender has timed out by then).
 - ``P:reply:ID``   list the worker pushes the command's reply to (``RPUSH``, expiring after
   ``REPLY_TTL_S``); the sender waits on it with ``BLPOP`` up to its timeout.
-- ``P:workers``    hash: worker id -> its heartbeat (JSON: live calls, capacity, when), written every
-  ``HEARTBEAT_S``; a worker silent for ``stale_s`` is not offered calls.
+- ``P:workers``    hash: worker id -> its heartbeat (JSON: its live calls, capacity, when), written
+  every ``HEARTBEAT_S``; a worker silent for ``stale_s`` is not offered calls, and an API node
+  ends the calls it last reported (``sidecar.service.roles.WorkerReaper``).
 - ``P:owner:CID``  the worker that owns a call (set when the worker starts it, deleted at its end).
 
 Bounds and drop policy: each worker's stream keeps about its last ``MAX_COMMANDS`` commands
@@ -80,9 +81,13 @@ class CommandReply:
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
     worker: str
-    live_calls: int
+    calls: tuple[str, ...]  # the worker's live calls at its heartbeat
     capacity: int
     at: float  # epoch seconds of the heartbeat
+
+    @property
+    def live_calls(self) -> int:
+        return len(self.calls)
 
     @property
     def free(self) -> int:
@@ -101,6 +106,7 @@ class RedisCommands:
         self._redis = redis
         self._prefix = prefix
         self.stale_s = stale_s
+        self._forget = redis.register_script(_FORGET)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "assist", stale_s: float = 3 * HEARTBEAT_S) -> RedisCommands:
@@ -131,16 +137,29 @@ class RedisCommands:
         raw = json.loads(reply[1])
         return CommandReply(int(raw["status"]), str(raw.get("detail", "")), dict(raw.get("data") or {}))
 
-    async def workers(self) -> list[WorkerInfo]:
-        """Live workers (a heartbeat within ``stale_s``), the least loaded first."""
-        now = time.time()
+    async def _beats(self) -> list[WorkerInfo]:
         out = []
         for worker, data in (await self._redis.hgetall(self._key("workers"))).items():
             raw = json.loads(data)
-            info = WorkerInfo(_text(worker), int(raw["live_calls"]), int(raw["capacity"]), float(raw["at"]))
-            if now - info.at <= self.stale_s:
-                out.append(info)
-        return sorted(out, key=lambda w: (-w.free, w.live_calls, w.worker))
+            calls = tuple(str(c) for c in raw.get("calls", ()))
+            out.append(WorkerInfo(_text(worker), calls, int(raw["capacity"]), float(raw["at"])))
+        return out
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Live workers (a heartbeat within ``stale_s``), the least loaded first."""
+        now = time.time()
+        live = [w for w in await self._beats() if now - w.at <= self.stale_s]
+        return sorted(live, key=lambda w: (-w.free, w.live_calls, w.worker))
+
+    async def stale_workers(self) -> list[WorkerInfo]:
+        """Workers whose last heartbeat is older than ``stale_s``: gone (or cut off), with the
+        calls they last reported."""
+        now = time.time()
+        return [w for w in await self._beats() if now - w.at > self.stale_s]
+
+    async def forget_worker(self, worker: str, at: float) -> bool:
+        """Drop a stale worker's heartbeat, unless it has beaten again since ``at``."""
+        return bool(await self._forget(keys=[self._key("workers")], args=[worker, repr(at)]))
 
     async def pick_worker(self) -> str:
         live = [w for w in await self.workers() if w.free > 0]
@@ -149,8 +168,12 @@ class RedisCommands:
         return live[0].worker
 
     async def owner(self, call_id: str) -> str | None:
+        """The worker running a call: the one that started it on command, else the live worker
+        whose heartbeat lists it (a tap's call)."""
         value = await self._redis.get(self._key("owner", call_id))
-        return None if value is None else _text(value)
+        if value is not None:
+            return _text(value)
+        return next((w.worker for w in await self.workers() if call_id in w.calls), None)
 
     # ---- worker (media node) ----------------------------------------------------------------
 
@@ -160,8 +183,8 @@ class RedisCommands:
     async def disown(self, call_id: str) -> None:
         await self._redis.delete(self._key("owner", call_id))
 
-    async def heartbeat(self, worker: str, live_calls: int, capacity: int) -> None:
-        beat = {"live_calls": live_calls, "capacity": capacity, "at": round(time.time(), 3)}
+    async def heartbeat(self, worker: str, calls: list[str], capacity: int) -> None:
+        beat = {"calls": calls, "capacity": capacity, "at": round(time.time(), 3)}
         await self._redis.hset(self._key("workers"), worker, json.dumps(beat))
 
     async def leave(self, worker: str) -> None:
@@ -201,6 +224,15 @@ class RedisCommands:
             pipe.rpush(key, payload)
             pipe.expire(key, REPLY_TTL_S)
             await pipe.execute()
+
+
+# HDEL a worker's heartbeat only if it is still the one read (its "at" unchanged)
+_FORGET = """
+local beat = redis.call('HGET', KEYS[1], ARGV[1])
+if not beat then return 0 end
+if tostring(cjson.decode(beat)['at']) ~= tostring(tonumber(ARGV[2])) then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
 
 
 def _text(value: bytes | str) -> str:

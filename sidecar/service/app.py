@@ -44,6 +44,7 @@ from sidecar.service.context import AppContext, Metrics, authorize
 from sidecar.service.limits import RequestGate, validation_error
 from sidecar.service.live import LiveCalls
 from sidecar.service.logs import install_scrubber
+from sidecar.service.roles import NodeRole
 from sidecar.store.service import start_call_store
 from sidecar.taps.audiosocket import start_audiosocket_server
 from sidecar.taps.livekit import close_livekit_tap
@@ -100,6 +101,8 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         built = services if services is not None else await asyncio.to_thread(build_services, cfg)
         live = LiveCalls(built.bus, built.coach, built.policy, cfg.recordings_dir,
                          max_calls_per_user=cfg.max_calls_per_user)  # fmt: skip
+        node = NodeRole.open(cfg, built.bus, live)
+        live = node.live
         ctx = AppContext(built, CallBoard(), live, Metrics())
         ctx.metrics.calls_live.set_function(ctx.board.live_count)
         ctx.metrics.coach_backlog.set_function(coach_backlog)
@@ -111,19 +114,23 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         ctx.spawn(built.coach.watch(), "rules-watch")
         ctx.spawn(routes_llm.run_llm(app, ctx), "llm")  # summaries, replies, post-call notes
         await start_call_store(app, ctx, cfg.data_dir)  # ended calls are stored (sidecar/store)
-        if cfg.preload_lang:
-            await asyncio.to_thread(live.engine.preload, cfg.preload_lang)
-        install_webrtc_tap(app)  # ICE settings applied (or refused) before any call
         audiosocket = None
-        if cfg.audiosocket_port is not None:
-            audiosocket = await start_audiosocket_server(ctx, cfg.audiosocket_host, cfg.audiosocket_port)
+        if node.runs_calls:
+            if cfg.preload_lang:
+                await asyncio.to_thread(live.engine.preload, cfg.preload_lang)
+            install_webrtc_tap(app)  # ICE settings applied (or refused) before any call
+            if cfg.audiosocket_port is not None:
+                audiosocket = await start_audiosocket_server(ctx, cfg.audiosocket_host, cfg.audiosocket_port)
+        for name, job in node.jobs(ctx.board):  # a worker's heartbeat and commands, an API node's reaper
+            ctx.spawn(job, name)
         app.state.ctx = ctx
-        log.info("service ready", extra={"bus": type(built.bus).__name__})
+        log.info("service ready", extra={"bus": type(built.bus).__name__, "role": cfg.role})
         try:
             yield
         finally:
             if audiosocket is not None:
                 audiosocket.close()  # no new legs; the legs connected end with their calls
+            await node.leave()  # no new calls for this node
             await end_calls(app)
             await asyncio.sleep(0.1)  # let the board fold in the calls' ends
             for task in ctx.tasks:
@@ -153,8 +160,9 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
     app.include_router(routes_reports.router)  # agent and team reports (issue 15)
     app.include_router(routes_playback.router)  # a stored call's recording, for the review page
     app.include_router(routes_warnings.router)  # early warnings on the floor (SSE)
-    for tap in tap_routers:
-        app.include_router(tap)
+    if cfg.role != "api":  # taps terminate where calls run (an API node runs none)
+        for tap in tap_routers:
+            app.include_router(tap)
     _operations(app)
     app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
     return app

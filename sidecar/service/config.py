@@ -10,7 +10,9 @@ played), ``ASSIST_KB_SEED`` (snippets imported into an empty store; ``none`` for
 ``ASSIST_AUDIOSOCKET_PORT`` / ``ASSIST_AUDIOSOCKET_HOST`` (the Asterisk AudioSocket tap's TCP server),
 ``ASSIST_FRAME_ANCESTORS`` (origins that may frame the agent widget, space-separated; default any:
 every other page may not be framed), ``ASSIST_MAX_CALLS_PER_USER`` (recorded calls one user may
-run at once, default 10).
+run at once, default 10), ``ASSIST_ROLE`` (``all``, ``media``, ``api``: ``assist serve --role``),
+``ASSIST_REDIS_PREFIX`` (the bus's key prefix, default ``assist``), ``ASSIST_NODE_ID`` (this node's
+name among the others; default host and pid).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class ServiceConfig:
     audiosocket_port: int | None = None  # None: no AudioSocket server
     frame_ancestors: str | None = None  # origins that may frame the agent widget (None: any)
     max_calls_per_user: int = 10  # recorded calls one user may have running at once
+    role: str = "all"  # all | media | api (sidecar/service/roles.py); media and api need redis_url
+    redis_prefix: str = "assist"  # the bus's keys (nodes of one deployment share it)
+    node_id: str | None = None  # this node among the others (default: host and pid)
 
     @classmethod
     def from_env(cls) -> ServiceConfig:
@@ -62,6 +67,9 @@ class ServiceConfig:
             audiosocket_port=int(audiosocket_port) if audiosocket_port else None,
             frame_ancestors=env.get("ASSIST_FRAME_ANCESTORS") or None,
             max_calls_per_user=int(env.get("ASSIST_MAX_CALLS_PER_USER", "10")),
+            role=env.get("ASSIST_ROLE", "all"),
+            redis_prefix=env.get("ASSIST_REDIS_PREFIX", "assist"),
+            node_id=env.get("ASSIST_NODE_ID") or None,
         )
 
     @property
@@ -85,7 +93,7 @@ def make_bus(config: ServiceConfig) -> Bus:
     if config.redis_url:
         from sidecar.kernel.redis_bus import RedisStreamsBus
 
-        return RedisStreamsBus(config.redis_url)
+        return RedisStreamsBus(config.redis_url, prefix=config.redis_prefix)
     return InMemoryBus()
 
 

@@ -364,6 +364,11 @@ class LiveCalls:
     def running(self) -> int:
         return len(self._tasks) + len(self.calls)
 
+    @property
+    def recorded_calls(self) -> list[str]:
+        """Ids of the recordings playing as live calls."""
+        return list(self._tasks)
+
     async def whisper(self, call_id: str, t: float, text: str, author: str) -> Event:
         """``t``: the call time the note belongs to (the call's latest event)."""
         return await self._publish(Event("whisper", call_id, "agent", t, t, Whisper(text, author)))

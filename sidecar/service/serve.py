@@ -19,6 +19,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from sidecar.kernel.errors import ConfigError
 from sidecar.service.app import create_app, end_calls
 from sidecar.service.auth import Role
 from sidecar.service.config import SAMPLES, ServiceConfig
@@ -26,6 +27,7 @@ from sidecar.service.context import AppContext
 from sidecar.service.limits import header_timeout_protocol, websocket_protocol
 from sidecar.service.live import StartRequest
 from sidecar.service.logs import configure
+from sidecar.service.roles import parse_role
 
 log = logging.getLogger("assist.service")
 DEMO_DIR = SAMPLES / "demo"  # the bundled demo calls: <id>.wav and calls.json (who, which queue)
@@ -42,6 +44,9 @@ def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--data", type=Path, default=None, help="data directory (default: $ASSIST_DATA or .assist)"
     )
     p.add_argument("--recordings", type=Path, default=None, help="recorded calls that may be played")
+    p.add_argument("--role", choices=["all", "media", "api"], default=None,
+                   help="what this node runs: all (default; or $ASSIST_ROLE), media (calls: taps, speech, "
+                   "coach) or api (REST, SSE and UIs from the Redis bus); media and api need REDIS_URL")  # fmt: skip
     p.add_argument("--demo", action="store_true", help="play the bundled demo calls live, over and over")
     p.add_argument("--demo-call", default=None,
                    help="play only this recording (a name in the recordings directory) for the demo agent")  # fmt: skip
@@ -53,6 +58,13 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
     config = ServiceConfig.from_env()
     if args.data is not None:
         config.data_dir = args.data
+    if args.role is not None:
+        config.role = args.role
+    parse_role(config.role)  # a bad $ASSIST_ROLE: one line, before anything loads
+    if config.role != "all" and not config.redis_url:
+        raise ConfigError(f"--role {config.role} needs the Redis bus: set REDIS_URL (the nodes meet there)")
+    if args.demo and config.role == "api":
+        raise ConfigError("--demo plays calls: run it on a media worker (or --role all), not an API node")
     if args.recordings is not None:
         config.recordings_dir = args.recordings
     elif args.demo and args.demo_call is None:

@@ -1,0 +1,181 @@
+"""``assist serve --role``: API nodes and media workers on one Redis (real servers, one of them a
+process of its own that is killed mid-call)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from sidecar.kernel.commands import RedisCommands
+from sidecar.kernel.redis_bus import RedisStreamsBus
+from tests.service_helpers import LightServer, free_port, light_server, read_sse
+
+pytestmark = pytest.mark.redis
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _workers(redis_url: str, prefix: str) -> list[str]:
+    async def read() -> list[str]:
+        commands = RedisCommands.from_url(redis_url, prefix=prefix)
+        try:
+            return [w.worker for w in await commands.workers()]
+        finally:
+            await commands.close()
+
+    return asyncio.run(read())
+
+
+def _owner(redis_url: str, prefix: str, call_id: str) -> str | None:
+    async def read() -> str | None:
+        commands = RedisCommands.from_url(redis_url, prefix=prefix)
+        try:
+            return await commands.owner(call_id)
+        finally:
+            await commands.close()
+
+    return asyncio.run(read())
+
+
+@contextlib.contextmanager
+def cluster(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """(prefix, start(name, role)): light nodes on one fresh key prefix; all stopped on exit."""
+    prefix = f"test-roles-{uuid.uuid4().hex}"
+    servers: list[LightServer] = []
+
+    def start(name: str, role: str) -> LightServer:
+        bus = RedisStreamsBus(redis_url, prefix=prefix)
+        servers.append(light_server(tmp_path / name, bus, role=role, redis_url=redis_url,
+                                    redis_prefix=prefix, node_id=name))  # fmt: skip
+        return servers[-1]
+
+    try:
+        yield prefix, start
+    finally:
+        for server in servers:
+            server.stop()
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@contextlib.contextmanager
+def process_node(redis_url: str, prefix: str, name: str, data: Path) -> Iterator[subprocess.Popen[bytes]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.light_node", "--role", "media", "--port", str(port), "--redis", redis_url,
+         "--prefix", prefix, "--node-id", name, "--data", str(data)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+def _wait_for(what: str, check: Any, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _start(client: httpx.Client, realtime: bool) -> str:
+    response = client.post("/v1/calls", json={"recording": "refund-abuse.jsonl", "realtime": realtime})
+    assert response.status_code == 201, response.text
+    return str(response.json()["call_id"])
+
+
+def test_an_api_node_runs_no_calls_and_needs_redis(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", "serve", "--role", "api", "--port", str(free_port())],
+        cwd=ROOT, env={**os.environ, "REDIS_URL": "", "PYTHONPATH": str(ROOT), "ASSIST_DATA": str(tmp_path)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "needs the Redis bus: set REDIS_URL" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_calls_started_on_an_api_node_run_on_a_worker_and_stream_from_the_api(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with cluster(redis_url, tmp_path) as (prefix, start):
+        worker = start("w-1", "media")
+        api = start("api-1", "api")
+        _wait_for("the worker's heartbeat", lambda: _workers(redis_url, prefix) == ["w-1"], 15)
+        with api.client() as on_api, worker.client() as on_worker:
+            # no taps on an API node: a WebRTC offer is a 404 there; a worker has the route
+            assert on_api.post("/v1/taps/webrtc/offer", json={}).status_code == 404
+            assert on_worker.post("/v1/taps/webrtc/offer", json={}).status_code == 403  # a supervisor
+            call_id = _start(on_api, realtime=True)
+            assert _owner(redis_url, prefix, call_id) == "w-1"
+            _wait_for(
+                "the call on the API node's board",
+                lambda: on_api.get(f"/v1/calls/{call_id}").status_code == 200,
+                10,
+            )
+            whisper = on_api.post(f"/v1/calls/{call_id}/whisper", json={"text": "offer the callback"})
+            assert whisper.status_code == 202, whisper.text
+            with on_api.stream("GET", f"/v1/calls/{call_id}/events") as r:
+                events = list(read_sse(r))
+            assert events[0]["event"] == "call.started"
+            assert events[-1]["event"] == "call.ended"
+            assert events[-1]["data"]["payload"]["reason"] == "completed"
+            assert any(e["event"] == "whisper" for e in events)
+            assert any(e["event"] == "alert" for e in events)  # coached on the worker
+            assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
+            assert on_worker.get(f"/v1/calls/{call_id}").json()["ended"]  # any node serves any call
+            missing = on_api.post("/v1/calls", json={"recording": "no-such.jsonl", "realtime": False})
+            assert missing.status_code == 400  # refused on the API node, before any worker
+
+
+def test_a_media_worker_dying_mid_call_ends_its_calls_and_new_calls_go_elsewhere(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with cluster(redis_url, tmp_path) as (prefix, start):
+        api = start("api-1", "api")
+        # "w-a" (the process that dies) sorts first: of two idle workers, it gets the first call
+        with process_node(redis_url, prefix, "w-a", tmp_path / "w-a") as doomed:
+            start("w-b", "media")
+            _wait_for("both workers", lambda: _workers(redis_url, prefix) == ["w-a", "w-b"], 60)
+            with api.client() as on_api:
+                call_id = _start(on_api, realtime=True)  # 17 s of call
+                assert _owner(redis_url, prefix, call_id) == "w-a"
+                with on_api.stream("GET", f"/v1/calls/{call_id}/events", timeout=60) as r:
+                    events = []
+                    for message in read_sse(r):
+                        events.append(message)
+                        if message["event"] == "transcript.final" and doomed.poll() is None:
+                            doomed.send_signal(signal.SIGKILL)  # mid-call, no goodbye
+                            killed_at = time.monotonic()
+                ended_after = time.monotonic() - killed_at
+                assert events[-1]["event"] == "call.ended"
+                assert events[-1]["data"]["payload"]["reason"] == "worker_lost"
+                assert ended_after < 15  # stale after 6 s without a heartbeat, swept every 2 s
+                assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
+                floor = {c["call_id"]: c for c in on_api.get("/v1/calls").json()}
+                assert floor[call_id]["ended"]
+                _wait_for("the dead worker gone", lambda: _workers(redis_url, prefix) == ["w-b"], 10)
+                second = _start(on_api, realtime=False)
+                assert _owner(redis_url, prefix, second) == "w-b"
