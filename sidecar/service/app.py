@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coach.sink import backlog as coach_backlog
+from sidecar.calls.registry import LiveCalls
 from sidecar.kernel.bus import ALL_CALLS, SubscriberLaggedError
 from sidecar.kernel.events import CallEnded
 from sidecar.qa.watch import WARNINGS_STREAM, WarningWatch
@@ -42,7 +43,6 @@ from sidecar.service.board import CallBoard
 from sidecar.service.config import ServiceConfig, Services, build_services
 from sidecar.service.context import AppContext, Metrics, authorize
 from sidecar.service.limits import RequestGate, validation_error
-from sidecar.service.live import LiveCalls
 from sidecar.service.logs import install_scrubber
 from sidecar.store.service import start_call_store
 from sidecar.taps.audiosocket import start_audiosocket_server

@@ -18,11 +18,11 @@ from fastapi import Depends, HTTPException, Query, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sidecar.calls.registry import LiveCalls
 from sidecar.service.auth import Permission, Principal
 from sidecar.service.board import CallBoard, CallState
 from sidecar.service.config import Services
 from sidecar.service.fanout import Feeds
-from sidecar.service.live import LiveCalls
 
 
 class Metrics:

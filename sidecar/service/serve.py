@@ -19,12 +19,12 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from sidecar.calls.registry import StartRequest
 from sidecar.service.app import create_app, end_calls
 from sidecar.service.auth import Role
 from sidecar.service.config import SAMPLES, ServiceConfig
 from sidecar.service.context import AppContext
 from sidecar.service.limits import header_timeout_protocol, websocket_protocol
-from sidecar.service.live import StartRequest
 from sidecar.service.logs import configure
 
 log = logging.getLogger("assist.service")

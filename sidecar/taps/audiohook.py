@@ -53,10 +53,11 @@ from fastapi.responses import JSONResponse
 from starlette.types import Message
 
 from sidecar.audio import Pcm16, decode_g711, split_channels
+from sidecar.calls.errors import CallNotLiveError, TooManyCallsError
+from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.kernel.errors import InputError
 from sidecar.kernel.events import Channel
 from sidecar.service.context import WS_POLICY_VIOLATION, AppContext
-from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
 from sidecar.taps.hold import HeldAudio
 
 log = logging.getLogger(__name__)

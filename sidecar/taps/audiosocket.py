@@ -50,11 +50,13 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from sidecar.audio import Pcm16
+from sidecar.calls.errors import CallNotLiveError
+from sidecar.calls.live_call import CallMeta, LiveCall
+from sidecar.calls.registry import LiveCalls
 from sidecar.kernel.errors import ConfigError
 from sidecar.kernel.events import Channel
 from sidecar.service.auth import Principal
 from sidecar.service.context import AppContext, authorize, get_ctx
-from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, LiveCalls
 from sidecar.taps.hold import HeldAudio
 
 log = logging.getLogger(__name__)

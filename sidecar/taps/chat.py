@@ -42,10 +42,12 @@ from typing import Any, cast
 from fastapi import APIRouter, WebSocket
 
 from coach.sink import CoachSink
+from sidecar.calls.errors import CallNotLiveError
+from sidecar.calls.live_call import CallMeta, LiveCall
+from sidecar.calls.registry import LiveCalls
 from sidecar.kernel.clock import RealtimeClock
 from sidecar.kernel.events import CallEnded, CallStarted, Channel, Event, TranscriptFinal
 from sidecar.replay import estimated_words, transcript_lang
-from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, LiveCalls
 from sidecar.taps.ws import (
     CALL_ID,
     INVALID,

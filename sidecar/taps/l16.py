@@ -49,8 +49,8 @@ import numpy as np
 from fastapi import APIRouter, WebSocket
 
 from sidecar.audio import split_channels
+from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.kernel.events import Channel
-from sidecar.service.live import CallMeta, LiveCall
 from sidecar.taps.ws import (
     CALL_ID,
     INVALID,

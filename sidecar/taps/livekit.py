@@ -37,10 +37,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from sidecar.calls.errors import TooManyCallsError
 from sidecar.kernel.events import Channel
 from sidecar.service.auth import Principal
 from sidecar.service.context import authorize, get_ctx
-from sidecar.service.live import TooManyCallsError
 from sidecar.taps.livekit_feed import (
     MAX_IGNORED,
     AudioPump,

@@ -21,9 +21,10 @@ from typing import Any, Literal, TypeAlias
 
 from livekit import rtc
 
+from sidecar.calls.errors import TooManyCallsError
+from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.kernel.errors import InputError
 from sidecar.service.context import AppContext
-from sidecar.service.live import CallMeta, LiveCall, TooManyCallsError
 from sidecar.taps.livekit_feed import CallFeed
 from sidecar.taps.livekit_room import RoomEvent, RoomLink, StopRequested
 from sidecar.taps.livekit_routing import ChannelMapping, TrackRouter

@@ -49,9 +49,9 @@ import numpy as np
 from fastapi import APIRouter, WebSocket
 
 from sidecar.audio import Pcm16, decode_g711
+from sidecar.calls.live_call import GAP_JUMP_S, CallMeta, LiveCall
 from sidecar.kernel.events import Channel
 from sidecar.service.context import AppContext
-from sidecar.service.live import GAP_JUMP_S, CallMeta, LiveCall
 from sidecar.taps.ws import (
     CALL_ID,
     INVALID,

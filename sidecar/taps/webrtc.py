@@ -31,11 +31,12 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from sidecar.calls.errors import CallNotLiveError, TooManyCallsError
+from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.kernel.errors import ConfigError, InputError
 from sidecar.kernel.events import Channel
 from sidecar.service.auth import Principal
 from sidecar.service.context import AppContext, authorize, get_ctx
-from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
 from sidecar.taps.ice import IceSettings
 from sidecar.taps.webrtc_call import VANISHED_S, CallSession
 from sidecar.taps.webrtc_media import (

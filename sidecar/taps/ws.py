@@ -15,10 +15,11 @@ from types import TracebackType
 
 from fastapi import WebSocket
 
+from sidecar.calls.errors import CallNotLiveError, TooManyCallsError
+from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.kernel.errors import InputError
 from sidecar.kernel.events import Channel
 from sidecar.service.context import WS_POLICY_VIOLATION, AppContext, ws_principal
-from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
 
 log = logging.getLogger(__name__)
 
