@@ -81,16 +81,6 @@ PENDING: set[tuple[str, str]] = {
     ("knowledge.dryrun", "sidecar.callfile"),
     ("knowledge.policy", "sidecar.callfile"),
     ("knowledge.policy", "coach.engine"),
-    ("sidecar.taps.audiohook", "sidecar.service.context"),
-    ("sidecar.taps.audiosocket", "sidecar.service.auth"),
-    ("sidecar.taps.audiosocket", "sidecar.service.context"),
-    ("sidecar.taps.livekit", "sidecar.service.auth"),
-    ("sidecar.taps.livekit", "sidecar.service.context"),
-    ("sidecar.taps.livekit_session", "sidecar.service.context"),
-    ("sidecar.taps.twilio", "sidecar.service.context"),
-    ("sidecar.taps.webrtc", "sidecar.service.auth"),
-    ("sidecar.taps.webrtc", "sidecar.service.context"),
-    ("sidecar.taps.ws", "sidecar.service.context"),
 }
 
 

@@ -156,8 +156,7 @@ class LiveCalls:
         The id is reserved until the caller registers its call (and releases it from
         ``_starting``): two starts of one id in this process never both pass the awaits between
         admission and registration. Across nodes, the bus's claim on ``call.started`` decides."""
-        if self.running + len(self._starting) >= self.max_calls:
-            raise TooManyCallsError(f"this service runs at most {self.max_calls} calls at once")
+        self.check_room(len(self._starting))
         if (
             call_id in self.calls
             or call_id in self._tasks
@@ -167,6 +166,12 @@ class LiveCalls:
             raise CallIdInUseError(call_id)
         self._starting.add(call_id)
         return call_id
+
+    def check_room(self, joining: int = 0) -> None:
+        """``TooManyCallsError`` unless one more call fits beside the running ones and ``joining``
+        (calls admitted or being set up, not running yet)."""
+        if self.running + joining >= self.max_calls:
+            raise TooManyCallsError(f"this service runs at most {self.max_calls} calls at once")
 
     def forget(self, call_id: str) -> None:
         self.calls.pop(call_id, None)

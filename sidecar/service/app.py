@@ -44,7 +44,9 @@ from sidecar.service.config import ServiceConfig, Services, build_services
 from sidecar.service.context import AppContext, Metrics, authorize
 from sidecar.service.limits import RequestGate, validation_error
 from sidecar.service.logs import install_scrubber
+from sidecar.service.tap_access import tap_access
 from sidecar.store.service import start_call_store
+from sidecar.taps.access import install_access
 from sidecar.taps.audiosocket import start_audiosocket_server
 from sidecar.taps.livekit import close_livekit_tap
 from sidecar.taps.routes import routers as tap_routers
@@ -114,9 +116,13 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         if cfg.preload_lang:
             await asyncio.to_thread(live.engine.preload, cfg.preload_lang)
         install_webrtc_tap(app)  # ICE settings applied (or refused) before any call
+        taps = tap_access(ctx)  # what the taps get of the service: its calls and its token check
         audiosocket = None
         if cfg.audiosocket_port is not None:
-            audiosocket = await start_audiosocket_server(ctx, cfg.audiosocket_host, cfg.audiosocket_port)
+            audiosocket = await start_audiosocket_server(
+                taps.calls, cfg.audiosocket_host, cfg.audiosocket_port
+            )
+        install_access(app, taps)
         app.state.ctx = ctx
         log.info("service ready", extra={"bus": type(built.bus).__name__})
         try:

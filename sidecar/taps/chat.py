@@ -368,8 +368,8 @@ async def _converse(websocket: WebSocket, call: ChatCall) -> str:
 async def chat_tap(websocket: WebSocket) -> None:
     """A live text chat, coached like a call: JSON frames (start, then messages); see
     docs/taps/chat.md."""
-    ctx = await admit(websocket)
-    if ctx is None:
+    calls = await admit(websocket)
+    if calls is None:
         return
     call: ChatCall | None = None
     async with TapSession(websocket, log, "chat", lambda: call) as session:
@@ -378,7 +378,7 @@ async def chat_tap(websocket: WebSocket) -> None:
             return
         assert isinstance(first, str)
         start = parse_start(first)
-        opened = await open_tap_call(ctx, start.meta, PARTIES, kind=ChatCall)
+        opened = await open_tap_call(calls, start.meta, PARTIES, kind=ChatCall)
         assert isinstance(opened, ChatCall)
         call = opened
         call.timeline = ChatTimeline(start.origin_ms, time.monotonic())
