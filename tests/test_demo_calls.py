@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.service.live import StartRequest
+from sidecar.calls.registry import StartRequest
 from sidecar.service.serve import (
     DEMO_DIR,
     DemoCall,

@@ -10,10 +10,11 @@ import time
 import pytest
 
 from coach.engine import Coach
+from sidecar.calls.live_call import CallMeta, LiveCall
+from sidecar.calls.registry import LiveCalls
 from sidecar.engine import SpeechEngine
 from sidecar.kernel.bus import CallIdInUseError, InMemoryBus
 from sidecar.kernel.clock import RealtimeClock
-from sidecar.service.live import CallMeta, LiveCall, LiveCalls
 
 pytestmark = pytest.mark.model
 

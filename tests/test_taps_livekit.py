@@ -31,9 +31,10 @@ import pytest
 from livekit import rtc
 
 from sidecar.audio import Pcm16, resample
+from sidecar.calls.errors import CallNotLiveError
+from sidecar.calls.live_call import CallMeta
 from sidecar.kernel.events import Channel
 from sidecar.service.context import AppContext
-from sidecar.service.live import CallMeta, CallNotLiveError
 from sidecar.taps.livekit import (
     AudioPump,
     CallFeed,

@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coach.sink import backlog as coach_backlog
+from sidecar.calls.registry import LiveCalls
 from sidecar.kernel.bus import ALL_CALLS, SubscriberLaggedError
 from sidecar.kernel.events import CallEnded
 from sidecar.qa.watch import WARNINGS_STREAM, WarningWatch
@@ -42,10 +43,11 @@ from sidecar.service.board import CallBoard
 from sidecar.service.config import ServiceConfig, Services, build_services
 from sidecar.service.context import AppContext, Metrics, authorize
 from sidecar.service.limits import RequestGate, validation_error
-from sidecar.service.live import LiveCalls
 from sidecar.service.logs import install_scrubber
 from sidecar.service.roles import NodeRole
+from sidecar.service.tap_access import tap_access
 from sidecar.store.service import start_call_store
+from sidecar.taps.access import install_access
 from sidecar.taps.audiosocket import start_audiosocket_server
 from sidecar.taps.livekit import close_livekit_tap
 from sidecar.taps.routes import routers as tap_routers
@@ -115,12 +117,16 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         ctx.spawn(routes_llm.run_llm(app, ctx), "llm")  # summaries, replies, post-call notes
         await start_call_store(app, ctx, cfg.data_dir)  # ended calls are stored (sidecar/store)
         audiosocket = None
+        taps = tap_access(ctx)  # what the taps get of the service: its calls and its token check
         if node.runs_calls:
             if cfg.preload_lang:
                 await asyncio.to_thread(live.engine.preload, cfg.preload_lang)
             install_webrtc_tap(app)  # ICE settings applied (or refused) before any call
             if cfg.audiosocket_port is not None:
-                audiosocket = await start_audiosocket_server(ctx, cfg.audiosocket_host, cfg.audiosocket_port)
+                audiosocket = await start_audiosocket_server(
+                    taps.calls, cfg.audiosocket_host, cfg.audiosocket_port
+                )
+        install_access(app, taps)
         for name, job in node.jobs(ctx.board):  # a worker's heartbeat and commands, an API node's reaper
             ctx.spawn(job, name)
         app.state.ctx = ctx

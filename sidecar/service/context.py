@@ -9,20 +9,20 @@ assigned to them.
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Depends, HTTPException, Query, Request, WebSocket
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sidecar.calls.access import AccessDeniedError
+from sidecar.calls.registry import LiveCalls
 from sidecar.service.auth import Permission, Principal
 from sidecar.service.board import CallBoard, CallState
 from sidecar.service.config import Services
 from sidecar.service.fanout import Feeds
-from sidecar.service.live import LiveCalls
 
 
 class Metrics:
@@ -86,15 +86,27 @@ def get_ctx(request: Request) -> AppContext:
 _bearer = HTTPBearer(auto_error=False, description="a token from the tokens file (see docs/api.md)")
 
 
-def _principal(ctx: AppContext, token: str | None, permission: Permission | None) -> Principal:
+def check_token(ctx: AppContext, token: str | None, permission: Permission | None) -> Principal:
+    """The caller holding ``token``, who must hold ``permission`` (None: any known token); else
+    ``AccessDeniedError`` (401 or 403), counted. The taps' auth (``sidecar.taps.access``) too."""
     principal = ctx.services.tokens.lookup(token) if token else None
     if principal is None:
         ctx.metrics.auth_failures.labels("401").inc()
-        raise HTTPException(401, "missing or unknown bearer token", headers={"WWW-Authenticate": "Bearer"})
+        raise AccessDeniedError(401, "missing or unknown bearer token")
     if permission is not None and not principal.may(permission):
         ctx.metrics.auth_failures.labels("403").inc()
-        raise HTTPException(403, f"the {principal.role} role may not do this ({permission})")
+        raise AccessDeniedError(
+            403, f"the {principal.role} role may not do this ({permission})", principal.role
+        )
     return principal
+
+
+def _principal(ctx: AppContext, token: str | None, permission: Permission | None) -> Principal:
+    try:
+        return check_token(ctx, token, permission)
+    except AccessDeniedError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        raise HTTPException(exc.status, str(exc), headers=headers) from None
 
 
 def authorize(permission: Permission | None) -> Callable[..., Principal]:
@@ -121,38 +133,6 @@ def authorize_stream(permission: Permission) -> Callable[..., Principal]:
         return _principal(ctx, token, permission)
 
     return dependency
-
-
-WS_POLICY_VIOLATION = 1008  # RFC 6455: the close code for "not allowed"
-
-
-def _ws_token(header: str) -> str | None:
-    """Bearer, or Basic with the token as the password (all jambonz ``wsAuth`` and FreeSWITCH
-    mod_audio_fork can send); the user name is ignored."""
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            _, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return None
-        return password or None
-    return None
-
-
-def ws_principal(ctx: AppContext, websocket: WebSocket, permission: Permission) -> Principal | None:
-    """A media tap's caller: ``Authorization: Bearer``, ``Basic`` (token as the password), or
-    ``?access_token=`` (platforms such as Twilio cannot set headers on their WebSocket). None when not allowed: the tap then closes
-    the socket with 1008 before accepting anything."""
-    token = _ws_token(websocket.headers.get("authorization", "")) or websocket.query_params.get(
-        "access_token"
-    )
-    principal = ctx.services.tokens.lookup(token) if token else None
-    if principal is None or not principal.may(permission):
-        ctx.metrics.auth_failures.labels("401" if principal is None else "403").inc()
-        return None
-    return principal
 
 
 def visible_call(ctx: AppContext, principal: Principal, call_id: str) -> CallState:

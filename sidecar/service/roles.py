@@ -26,20 +26,15 @@ import socket
 from collections.abc import Coroutine
 from typing import Any, Literal
 
+from sidecar.calls.errors import TooManyCallsError, TooManyUserCallsError
+from sidecar.calls.live_call import CallMeta, LiveCall
+from sidecar.calls.registry import LiveCalls, StartRequest
 from sidecar.kernel.bus import Bus
 from sidecar.kernel.commands import HEARTBEAT_S, Command, CommandReply, NoWorkerError, RedisCommands
 from sidecar.kernel.errors import ConfigError, InputError
 from sidecar.kernel.events import CallEnded, Event
 from sidecar.service.board import CallBoard
 from sidecar.service.config import ServiceConfig
-from sidecar.service.live import (
-    CallMeta,
-    LiveCall,
-    LiveCalls,
-    StartRequest,
-    TooManyCallsError,
-    TooManyUserCallsError,
-)
 
 log = logging.getLogger(__name__)
 Role = Literal["all", "media", "api"]

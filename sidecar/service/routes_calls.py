@@ -10,13 +10,14 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from sidecar.calls.errors import CallNotLiveError, TooManyCallsError, TooManyUserCallsError
+from sidecar.calls.registry import StartRequest
 from sidecar.kernel.bus import SubscriberLaggedError
 from sidecar.kernel.errors import InputError
 from sidecar.service.auth import Principal
 from sidecar.service.board import FloorLaggedError, summary_sort_key
 from sidecar.service.context import AppContext, authorize, authorize_stream, get_ctx, visible_call
 from sidecar.service.limits import StrictJsonRoute
-from sidecar.service.live import CallNotLiveError, StartRequest, TooManyCallsError, TooManyUserCallsError
 from sidecar.service.sse import (
     MAX_SEQ,
     PING,

@@ -19,13 +19,13 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from sidecar.calls.registry import StartRequest
 from sidecar.kernel.errors import ConfigError
 from sidecar.service.app import create_app, end_calls
 from sidecar.service.auth import Role
 from sidecar.service.config import SAMPLES, ServiceConfig
 from sidecar.service.context import AppContext
 from sidecar.service.limits import header_timeout_protocol, websocket_protocol
-from sidecar.service.live import StartRequest
 from sidecar.service.logs import configure
 from sidecar.service.roles import parse_role
 

@@ -53,10 +53,12 @@ from fastapi.responses import JSONResponse
 from starlette.types import Message
 
 from sidecar.audio import Pcm16, decode_g711, split_channels
+from sidecar.calls.access import AccessDeniedError, TapCalls
+from sidecar.calls.errors import CallNotLiveError, TooManyCallsError
+from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.kernel.errors import InputError
 from sidecar.kernel.events import Channel
-from sidecar.service.context import WS_POLICY_VIOLATION, AppContext
-from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
+from sidecar.taps.access import WS_POLICY_VIOLATION, TapAccess, installed_access
 from sidecar.taps.hold import HeldAudio
 
 log = logging.getLogger(__name__)
@@ -241,9 +243,9 @@ class AudioHookSession:
     """One WebSocket: the protocol state machine and the call it feeds."""
 
     def __init__(
-        self, ctx: AppContext, ws: WebSocket, session_id: str, org_id: str, correlation_id: str
+        self, calls: TapCalls, ws: WebSocket, session_id: str, org_id: str, correlation_id: str
     ) -> None:
-        self.ctx = ctx
+        self.calls = calls
         self.ws = ws
         self.session_id = session_id
         self.org_id = org_id
@@ -410,12 +412,11 @@ class AudioHookSession:
             raise ProtocolError("none of the offered media formats is supported "
                                 "(supported: PCMU or L16, 8000 Hz, channels external and/or internal)")  # fmt: skip
         meta = call_meta(self.session_id, self.correlation_id, params)
-        live = self.ctx.live
-        if live.running >= live.max_calls:
-            raise ProtocolError(f"the service is running as many calls as it may ({live.max_calls})")
         assert meta.call_id is not None
-        if meta.call_id in live.calls or self.ctx.board.get(meta.call_id) is not None:
-            raise ProtocolError(f"call id {meta.call_id} is already in use")
+        try:
+            self.calls.check_open(meta.call_id)
+        except (TooManyCallsError, InputError) as exc:  # no room, or the call id is in use
+            raise ProtocolError(str(exc)) from None
         self.media, self.call_id, self.state = media, meta.call_id, "active"
         opened: dict[str, Any] = {"media": [media.as_json()], "startPaused": False}
         if params.get("supportedLanguages") is True:
@@ -429,7 +430,7 @@ class AudioHookSession:
         """In the background: open the call (loading a model if needed), then hand it the audio
         that arrived meanwhile, in one piece per channel so its call time lines up."""
         try:
-            call = await self.ctx.live.open_call(meta, media.call_channels)
+            call = await self.calls.open_call(meta, media.call_channels)
         except (TooManyCallsError, InputError) as exc:
             await self._disconnect("error", str(exc))
             return
@@ -475,15 +476,13 @@ class AudioHookSession:
         self.state = "closed"
 
 
-def _upgrade_refusal(ctx: AppContext, ws: WebSocket) -> tuple[int, str] | None:
-    key = ws.headers.get("x-api-key", "")
-    principal = ctx.services.tokens.lookup(key) if key else None
-    if principal is None:
-        ctx.metrics.auth_failures.labels("401").inc()
-        return 401, "missing or unknown X-API-KEY"
-    if not principal.may("taps.connect"):
-        ctx.metrics.auth_failures.labels("403").inc()
-        return 403, f"the {principal.role} role may not connect a media tap"
+def _upgrade_refusal(access: TapAccess, ws: WebSocket) -> tuple[int, str] | None:
+    try:
+        access.authorize(ws.headers.get("x-api-key") or None, "taps.connect")
+    except AccessDeniedError as exc:
+        if exc.status == 401:
+            return 401, "missing or unknown X-API-KEY"
+        return 403, f"the {exc.role} role may not connect a media tap"
     try:
         uuid.UUID(ws.headers.get("audiohook-session-id", ""))
     except ValueError:
@@ -503,18 +502,18 @@ async def _refuse(ws: WebSocket, status: int, detail: str) -> None:
 @router.websocket("/audiohook")
 async def audiohook(websocket: WebSocket) -> None:
     """Genesys Cloud AudioHook Monitor (protocol v2). See ``docs/taps/audiohook.md``."""
-    ctx: AppContext | None = getattr(websocket.app.state, "ctx", None)
-    if ctx is None:
+    access = installed_access(websocket.app)
+    if access is None:
         await _refuse(websocket, 503, "the service is starting")
         return
-    refusal = _upgrade_refusal(ctx, websocket)
+    refusal = _upgrade_refusal(access, websocket)
     if refusal is not None:
         await _refuse(websocket, *refusal)
         return
     await websocket.accept()
     headers = websocket.headers
     session = AudioHookSession(
-        ctx,
+        access.calls,
         websocket,
         session_id=headers["audiohook-session-id"],
         org_id=headers.get("audiohook-organization-id", ""),

@@ -50,11 +50,12 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from sidecar.audio import Pcm16
-from sidecar.kernel.errors import ConfigError
+from sidecar.calls.access import Caller, TapCalls
+from sidecar.calls.errors import CallNotLiveError, TooManyCallsError
+from sidecar.calls.live_call import CallMeta, LiveCall
+from sidecar.kernel.errors import ConfigError, InputError
 from sidecar.kernel.events import Channel
-from sidecar.service.auth import Principal
-from sidecar.service.context import AppContext, authorize, get_ctx
-from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, LiveCalls
+from sidecar.taps.access import allowed, get_calls
 from sidecar.taps.hold import HeldAudio
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class TapCall:
 
 
 class AudioSocketRegistry:
-    """Registrations and the calls their legs feed. Lives as long as the service's ``LiveCalls``."""
+    """Registrations and the calls their legs feed; one per service (its ``TapCalls``)."""
 
     def __init__(self, settings: AudioSocketSettings) -> None:
         self.settings = settings
@@ -168,7 +169,7 @@ class AudioSocketRegistry:
 
     # -- registrations ---------------------------------------------------------------------------
 
-    def register(self, ctx: AppContext, reg: LegRegistration) -> None:
+    def register(self, calls: TapCalls, reg: LegRegistration) -> None:
         self._prune()
         if reg.uuid in self.legs:
             raise RegistrationError(f"UUID {reg.uuid} is already registered")
@@ -180,7 +181,7 @@ class AudioSocketRegistry:
         if any(r.lang != reg.lang for r in same_call):
             raise RegistrationError(f"the legs of call {reg.call_id} must have the same lang")
         tap_call = self.calls.get(reg.call_id)
-        if tap_call is None and (reg.call_id in ctx.live.calls or ctx.board.get(reg.call_id) is not None):
+        if tap_call is None and calls.in_use(reg.call_id):
             raise RegistrationError(f"call id {reg.call_id} is already in use")
         if tap_call is not None and (tap_call.ended or reg.channel in tap_call.seen):
             raise RegistrationError(f"call {reg.call_id} already has its {reg.channel} leg")
@@ -202,7 +203,7 @@ class AudioSocketRegistry:
 
     # -- legs ----------------------------------------------------------------------------------
 
-    def attach(self, ctx: AppContext, leg: UUID) -> tuple[TapCall, Channel]:
+    def attach(self, calls: TapCalls, leg: UUID) -> tuple[TapCall, Channel]:
         """A leg has sent its UUID: the call it feeds (started on the first leg) and its channel."""
         reg = self.legs.get(leg)
         channels: tuple[Channel, ...] = ("agent", "customer")
@@ -213,15 +214,15 @@ class AudioSocketRegistry:
             channels = ("customer",)
         call = self.calls.get(reg.call_id)
         if call is None:
-            if reg.call_id in ctx.live.calls or ctx.board.get(reg.call_id) is not None:
-                raise LegRefusedError(f"call id {reg.call_id} is already in use")
-            if ctx.live.running >= ctx.live.max_calls:
-                raise LegRefusedError(f"the service runs at most {ctx.live.max_calls} calls at once")
+            try:
+                calls.check_open(reg.call_id)
+            except (TooManyCallsError, InputError) as exc:  # no room, or the call id is in use
+                raise LegRefusedError(str(exc)) from None
             call = self.calls[reg.call_id] = TapCall(reg.call_id, channels)
             meta = CallMeta(source="audiosocket", call_id=reg.call_id, lang=reg.lang, agent_id=reg.agent_id,
                             queue=reg.queue, extra=(("audiosocket_uuid", str(leg)),))  # fmt: skip
             call.opening = asyncio.create_task(
-                self._open(ctx, call, meta), name=f"audiosocket-open:{reg.call_id}"
+                self._open(calls, call, meta), name=f"audiosocket-open:{reg.call_id}"
             )
         elif call.ended or leg in call.uuids or reg.channel in call.active:
             raise LegRefusedError(f"call {reg.call_id} has no room for another {reg.channel} leg")
@@ -233,9 +234,9 @@ class AudioSocketRegistry:
         call.seen.add(reg.channel)
         return call, reg.channel
 
-    async def _open(self, ctx: AppContext, call: TapCall, meta: CallMeta) -> None:
+    async def _open(self, calls: TapCalls, call: TapCall, meta: CallMeta) -> None:
         try:
-            live = await ctx.live.open_call(meta, call.channels)
+            live = await calls.open_call(meta, call.channels)
         except Exception as exc:
             log.error(
                 "audiosocket: call %s could not start: %s", call.call_id, exc, extra={"call_id": call.call_id}
@@ -248,7 +249,7 @@ class AudioSocketRegistry:
             log.exception("audiosocket: the call failed", extra={"call_id": call.call_id})
             call.failed = True
 
-    async def detach(self, ctx: AppContext, call: TapCall, channel: Channel, reason: str) -> None:
+    async def detach(self, call: TapCall, channel: Channel, reason: str) -> None:
         """A leg is gone: end the call when no leg is left and none is still expected."""
         call.active.discard(channel)
         if call.active or call.ended:
@@ -288,12 +289,12 @@ class AudioSocketRegistry:
                 del self.legs[leg]
 
 
-_registries: weakref.WeakKeyDictionary[LiveCalls, AudioSocketRegistry] = weakref.WeakKeyDictionary()
+_registries: weakref.WeakKeyDictionary[TapCalls, AudioSocketRegistry] = weakref.WeakKeyDictionary()
 
 
-def registry_for(ctx: AppContext) -> AudioSocketRegistry | None:
+def registry_for(calls: TapCalls) -> AudioSocketRegistry | None:
     """The service's registry, once its AudioSocket server has started."""
-    return _registries.get(ctx.live)
+    return _registries.get(calls)
 
 
 # -- the TCP side ----------------------------------------------------------------------------------
@@ -347,7 +348,7 @@ async def _stream(reader: asyncio.StreamReader, call: TapCall, channel: Channel,
 
 
 async def handle_leg(
-    ctx: AppContext, registry: AudioSocketRegistry, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    calls: TapCalls, registry: AudioSocketRegistry, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     """One TCP connection from Asterisk: UUID first, then audio until hangup."""
     attached: tuple[TapCall, Channel] | None = None
@@ -357,7 +358,7 @@ async def handle_leg(
         if first is None or first[0] != KIND_UUID or len(first[1]) != 16:
             raise LegError("the first message must be the 16-byte UUID (type 0x01)")
         leg = UUID(bytes=first[1])
-        attached = registry.attach(ctx, leg)
+        attached = registry.attach(calls, leg)
         call, channel = attached
         log.info("audiosocket: %s leg connected", channel, extra={"call_id": call.call_id})
         reason = await _stream(reader, call, channel, registry.settings.idle_timeout_s)
@@ -382,16 +383,17 @@ async def handle_leg(
         with contextlib.suppress(Exception):
             await writer.wait_closed()
         if attached is not None:
-            await registry.detach(ctx, attached[0], attached[1], reason)
+            await registry.detach(attached[0], attached[1], reason)
 
 
 async def start_audiosocket_server(
-    ctx: AppContext, host: str, port: int, settings: AudioSocketSettings | None = None
+    calls: TapCalls, host: str, port: int, settings: AudioSocketSettings | None = None
 ) -> asyncio.Server:
-    """Listen for Asterisk's AudioSocket connections (close the returned server to stop)."""
+    """Listen for Asterisk's AudioSocket connections (close the returned server to stop); the legs
+    feed ``calls`` (the service's, which the REST side finds through ``get_calls``)."""
     registry = AudioSocketRegistry(settings or AudioSocketSettings.from_env())
-    _registries[ctx.live] = registry
-    server = await asyncio.start_server(partial(handle_leg, ctx, registry), host, port)
+    _registries[calls] = registry
+    server = await asyncio.start_server(partial(handle_leg, calls, registry), host, port)
     log.info("audiosocket tap listening on %s:%d", host, port)
     return server
 
@@ -415,18 +417,18 @@ class LegOut(LegIn):
 @router.post("/audiosocket/legs", status_code=201, responses={404: {}, 409: {}})
 async def register_leg(
     leg: LegIn,
-    ctx: Annotated[AppContext, Depends(get_ctx)],
-    _: Annotated[Principal, Depends(authorize("taps.connect"))],
+    calls: Annotated[TapCalls, Depends(get_calls)],
+    _: Annotated[Caller, Depends(allowed("taps.connect"))],
 ) -> LegOut:
     """Say which call and channel an AudioSocket UUID feeds, before Asterisk connects."""
-    registry = registry_for(ctx)
+    registry = registry_for(calls)
     if registry is None:
         raise HTTPException(404, "the AudioSocket tap is not enabled (set ASSIST_AUDIOSOCKET_PORT)")
     reg = LegRegistration(
         leg.uuid, leg.call_id, leg.channel, leg.agent_id, leg.lang, leg.queue, time.monotonic()
     )
     try:
-        registry.register(ctx, reg)
+        registry.register(calls, reg)
     except RegistrationError as exc:
         raise HTTPException(409, str(exc)) from None
     return LegOut(**leg.model_dump())
@@ -435,11 +437,11 @@ async def register_leg(
 @router.delete("/audiosocket/legs/{leg}", status_code=204, responses={404: {}})
 async def unregister_leg(
     leg: UUID,
-    ctx: Annotated[AppContext, Depends(get_ctx)],
-    _: Annotated[Principal, Depends(authorize("taps.connect"))],
+    calls: Annotated[TapCalls, Depends(get_calls)],
+    _: Annotated[Caller, Depends(allowed("taps.connect"))],
 ) -> Response:
     """Forget a registration whose leg has not connected."""
-    registry = registry_for(ctx)
+    registry = registry_for(calls)
     if registry is None or not registry.unregister(leg):
         raise HTTPException(404, f"no unconnected leg {leg}")
     return Response(status_code=204)

@@ -42,10 +42,12 @@ from typing import Any, cast
 from fastapi import APIRouter, WebSocket
 
 from coach.sink import CoachSink
+from sidecar.calls.errors import CallNotLiveError
+from sidecar.calls.live_call import CallMeta, LiveCall
+from sidecar.calls.registry import LiveCalls
 from sidecar.kernel.clock import RealtimeClock
 from sidecar.kernel.events import CallEnded, CallStarted, Channel, Event, TranscriptFinal
 from sidecar.replay import estimated_words, transcript_lang
-from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, LiveCalls
 from sidecar.taps.ws import (
     CALL_ID,
     INVALID,
@@ -366,8 +368,8 @@ async def _converse(websocket: WebSocket, call: ChatCall) -> str:
 async def chat_tap(websocket: WebSocket) -> None:
     """A live text chat, coached like a call: JSON frames (start, then messages); see
     docs/taps/chat.md."""
-    ctx = await admit(websocket)
-    if ctx is None:
+    calls = await admit(websocket)
+    if calls is None:
         return
     call: ChatCall | None = None
     async with TapSession(websocket, log, "chat", lambda: call) as session:
@@ -376,7 +378,7 @@ async def chat_tap(websocket: WebSocket) -> None:
             return
         assert isinstance(first, str)
         start = parse_start(first)
-        opened = await open_tap_call(ctx, start.meta, PARTIES, kind=ChatCall)
+        opened = await open_tap_call(calls, start.meta, PARTIES, kind=ChatCall)
         assert isinstance(opened, ChatCall)
         call = opened
         call.timeline = ChatTimeline(start.origin_ms, time.monotonic())

@@ -12,8 +12,8 @@ from collections import deque
 import numpy as np
 
 from sidecar.audio import Pcm16
+from sidecar.calls.live_call import LiveCall
 from sidecar.kernel.events import Channel
-from sidecar.service.live import LiveCall
 
 
 class HeldAudio:

@@ -49,8 +49,8 @@ import numpy as np
 from fastapi import APIRouter, WebSocket
 
 from sidecar.audio import split_channels
+from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.kernel.events import Channel
-from sidecar.service.live import CallMeta, LiveCall
 from sidecar.taps.ws import (
     CALL_ID,
     INVALID,
@@ -204,8 +204,8 @@ def _subprotocol(websocket: WebSocket) -> str | None:
 async def l16_tap(websocket: WebSocket) -> None:
     """L16 PCM after a JSON metadata frame (FreeSWITCH mod_audio_fork, jambonz listen); see
     docs/taps/l16.md."""
-    ctx = await admit(websocket, _subprotocol(websocket))
-    if ctx is None:
+    calls = await admit(websocket, _subprotocol(websocket))
+    if calls is None:
         return
     call: LiveCall | None = None
     async with TapSession(websocket, log, "l16", lambda: call) as session:
@@ -215,7 +215,7 @@ async def l16_tap(websocket: WebSocket) -> None:
         if isinstance(first, bytes):
             raise TapProtocolError(POLICY, "audio before the metadata: send the JSON metadata frame first")
         stream = parse_metadata(first)
-        call = await open_tap_call(ctx, stream.meta, stream.channels)
+        call = await open_tap_call(calls, stream.meta, stream.channels)
         log.info("l16 tap: call started", extra={"call_id": call.call_id, "mix_type": stream.mix})
         feed = L16Feed(stream, call)
         ignored: set[str] = set()

@@ -37,10 +37,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from sidecar.calls.access import Caller
+from sidecar.calls.errors import TooManyCallsError
 from sidecar.kernel.events import Channel
-from sidecar.service.auth import Principal
-from sidecar.service.context import authorize, get_ctx
-from sidecar.service.live import TooManyCallsError
+from sidecar.taps.access import allowed, get_calls
 from sidecar.taps.livekit_feed import (
     MAX_IGNORED,
     AudioPump,
@@ -150,7 +150,7 @@ ATTRIBUTE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 def get_tap(request: Request) -> LiveKitTap:
     tap: LiveKitTap | None = getattr(request.app.state, "livekit_tap", None)
     if tap is None:
-        tap = request.app.state.livekit_tap = LiveKitTap(get_ctx(request))
+        tap = request.app.state.livekit_tap = LiveKitTap(get_calls(request))
     return tap
 
 
@@ -163,7 +163,7 @@ async def close_livekit_tap(app: Any) -> None:
 
 
 Tap = Annotated[LiveKitTap, Depends(get_tap)]
-Integrator = Annotated[Principal, Depends(authorize("taps.connect"))]
+Integrator = Annotated[Caller, Depends(allowed("taps.connect"))]
 
 
 # -- the wire ---------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ import numpy as np
 from livekit import rtc
 
 from sidecar.audio import Pcm16, split_channels
+from sidecar.calls.errors import CallNotLiveError
 from sidecar.kernel.events import Channel
-from sidecar.service.live import CallNotLiveError
 from sidecar.taps.livekit_room import (
     LEAVE_TIMEOUT_S,
     ParticipantLeft,

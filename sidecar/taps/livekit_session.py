@@ -21,9 +21,10 @@ from typing import Any, Literal, TypeAlias
 
 from livekit import rtc
 
+from sidecar.calls.access import TapCalls
+from sidecar.calls.errors import TooManyCallsError
+from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.kernel.errors import InputError
-from sidecar.service.context import AppContext
-from sidecar.service.live import CallMeta, LiveCall, TooManyCallsError
 from sidecar.taps.livekit_feed import CallFeed
 from sidecar.taps.livekit_room import RoomEvent, RoomLink, StopRequested
 from sidecar.taps.livekit_routing import ChannelMapping, TrackRouter
@@ -158,15 +159,15 @@ class LiveKitSession:
             self.tap.spawn(link.leave(), f"livekit:{self.call_id}:late-leave")
 
     async def _serve(self, link: RoomLink) -> None:
-        ctx = self.tap.ctx
-        if ctx.closing.is_set():
+        calls = self.tap.calls
+        if calls.closing:
             self._fail("the service is stopping")
             return
         if link.room_name and link.room_name != self.request.room:
             log.warning("livekit: joined another room than the token names", extra={"call_id": self.call_id})
         router = TrackRouter(self.request.mapping, own_identity=link.own_identity or self.request.identity)
         try:
-            call = await ctx.live.open_call(self.request.meta())
+            call = await calls.open_call(self.request.meta())
         except (TooManyCallsError, InputError) as exc:
             self._fail(str(exc))
             return
@@ -209,8 +210,8 @@ class SessionConflictError(Exception):
 class LiveKitTap:
     """The service's LiveKit sessions by call id: at most ``max_sessions`` joining or live."""
 
-    def __init__(self, ctx: AppContext, max_sessions: int = MAX_SESSIONS) -> None:
-        self.ctx = ctx
+    def __init__(self, calls: TapCalls, max_sessions: int = MAX_SESSIONS) -> None:
+        self.calls = calls
         self.max_sessions = max_sessions
         self.sessions: dict[str, LiveKitSession] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -230,14 +231,14 @@ class LiveKitTap:
         existing = self.sessions.get(request.call_id)
         if existing is not None and existing.active:
             raise SessionConflictError(f"a LiveKit session for call {request.call_id} is running")
-        if request.call_id in self.ctx.live.calls or self.ctx.board.get(request.call_id) is not None:
-            raise SessionConflictError(f"call id {request.call_id} is already in use")
         active = self.active()
+        connecting = sum(1 for s in active if s.state == "connecting")
+        try:
+            self.calls.check_open(request.call_id, joining=connecting)
+        except InputError as exc:  # the call id is in use
+            raise SessionConflictError(str(exc)) from None
         if len(active) >= self.max_sessions:
             raise TooManyCallsError(f"this service runs at most {self.max_sessions} LiveKit sessions at once")
-        connecting = sum(1 for s in active if s.state == "connecting")
-        if self.ctx.live.running + connecting >= self.ctx.live.max_calls:
-            raise TooManyCallsError(f"this service runs at most {self.ctx.live.max_calls} calls at once")
         session = LiveKitSession(self, request)
         self.sessions.pop(request.call_id, None)
         self.sessions[request.call_id] = session

@@ -49,9 +49,9 @@ import numpy as np
 from fastapi import APIRouter, WebSocket
 
 from sidecar.audio import Pcm16, decode_g711
+from sidecar.calls.access import TapCalls
+from sidecar.calls.live_call import GAP_JUMP_S, CallMeta, LiveCall
 from sidecar.kernel.events import Channel
-from sidecar.service.context import AppContext
-from sidecar.service.live import GAP_JUMP_S, CallMeta, LiveCall
 from sidecar.taps.ws import (
     CALL_ID,
     INVALID,
@@ -188,8 +188,8 @@ def parse_media(message: dict[str, Any]) -> MediaChunk:
 class TwilioStream:
     """One stream's state: the start, the call it feeds, each track's position."""
 
-    def __init__(self, ctx: AppContext) -> None:
-        self.ctx = ctx
+    def __init__(self, calls: TapCalls) -> None:
+        self.calls = calls
         self.start: StreamStart | None = None
         self.call: LiveCall | None = None
         self._channels: dict[str, Channel] = {}
@@ -217,7 +217,7 @@ class TwilioStream:
         if self.start is not None:
             raise TapProtocolError(POLICY, "a second start on one stream")
         start = parse_start(message)
-        self.call = await open_tap_call(self.ctx, start.meta, start.channels)
+        self.call = await open_tap_call(self.calls, start.meta, start.channels)
         self.start = start
         self._channels = dict(start.tracks)
         log.info(
@@ -265,10 +265,10 @@ async def _receive_text(websocket: WebSocket, timeout_s: float) -> str | None:
 async def twilio_tap(websocket: WebSocket) -> None:
     """Twilio Media Streams (``<Stream url="wss://HOST/v1/taps/twilio?access_token=...">``);
     see docs/taps/twilio.md."""
-    ctx = await admit(websocket)
-    if ctx is None:
+    calls = await admit(websocket)
+    if calls is None:
         return
-    stream = TwilioStream(ctx)
+    stream = TwilioStream(calls)
     async with TapSession(websocket, log, "twilio", lambda: stream.call) as session:
         while True:
             text = await _receive_text(websocket, START_TIMEOUT_S if stream.start is None else IDLE_TIMEOUT_S)

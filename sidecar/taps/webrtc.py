@@ -31,11 +31,12 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from sidecar.calls.access import Caller, TapCalls
+from sidecar.calls.errors import CallNotLiveError, TooManyCallsError
+from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.kernel.errors import ConfigError, InputError
 from sidecar.kernel.events import Channel
-from sidecar.service.auth import Principal
-from sidecar.service.context import AppContext, authorize, get_ctx
-from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
+from sidecar.taps.access import allowed, get_calls
 from sidecar.taps.ice import IceSettings
 from sidecar.taps.webrtc_call import VANISHED_S, CallSession
 from sidecar.taps.webrtc_media import (
@@ -74,7 +75,7 @@ __all__ = [
     "BargePeer",
     "CallOfferIn",
     "CallSession",
-    "Ctx",
+    "Calls",
     "ListenPeer",
     "OfferError",
     "OfferedAudio",
@@ -103,7 +104,7 @@ __all__ = [
 
 log = logging.getLogger("assist.taps.webrtc")
 router = APIRouter(prefix="/v1/taps/webrtc", tags=["taps"])
-Ctx = Annotated[AppContext, Depends(get_ctx)]
+Calls = Annotated[TapCalls, Depends(get_calls)]
 
 MAX_SDP = 100_000
 MAX_LISTENERS = 8  # per call
@@ -176,9 +177,9 @@ OFFER_ERRORS: dict[int | str, dict[str, Any]] = {400: {}, 401: {}, 403: {}, 409:
 @router.post("/offer", response_model=AnswerOut, responses=OFFER_ERRORS)
 async def call_offer(
     body: CallOfferIn,
-    ctx: Ctx,
+    calls: Calls,
     tap: Tap,
-    principal: Annotated[Principal, Depends(authorize("taps.connect"))],
+    principal: Annotated[Caller, Depends(allowed("taps.connect"))],
 ) -> dict[str, str]:
     """A call's offer: one audio m-line per channel (see ``channels``); the answer carries all of
     our ICE candidates. The call runs until the connection closes or fails, or DELETE."""
@@ -186,7 +187,7 @@ async def call_offer(
         mapping = map_channels(offered_audio(body.sdp), body.channels)
     except OfferError as exc:
         raise HTTPException(400, str(exc)) from None
-    if body.call_id is not None and body.call_id in ctx.live.calls:
+    if body.call_id is not None and calls.get(body.call_id) is not None:
         raise HTTPException(409, f"call id {body.call_id} is already in use")
     peer = tap.new_peer("call")
     try:
@@ -206,7 +207,7 @@ async def call_offer(
         if relay is not None and not _sends(peer.pc, relay):
             relay = None  # the agent's m-line was offered sendonly: nothing can reach the agent
         meta = CallMeta("webrtc", body.call_id, body.lang, body.agent_id, body.queue)
-        call = await ctx.live.open_call(meta, tuple(ch for ch in ("agent", "customer") if ch in tracks))
+        call = await calls.open_call(meta, tuple(ch for ch in ("agent", "customer") if ch in tracks))
     except OfferError as exc:
         await peer.close()
         raise HTTPException(400, str(exc)) from None
@@ -236,7 +237,7 @@ def _sends(pc: RTCPeerConnection, track: MediaStreamTrack) -> bool:
 
 @router.delete("/{call_id}", status_code=204, responses={401: {}, 403: {}, 404: {}})
 async def end_call(
-    call_id: str, tap: Tap, principal: Annotated[Principal, Depends(authorize("taps.connect"))]
+    call_id: str, tap: Tap, principal: Annotated[Caller, Depends(allowed("taps.connect"))]
 ) -> Response:
     """End a WebRTC call now (``call.ended`` with reason ``completed`` follows on its events)."""
     session = tap.calls.get(call_id)
@@ -246,10 +247,10 @@ async def end_call(
     return Response(status_code=204)
 
 
-def _live_call(ctx: AppContext, call_id: str) -> LiveCall:
-    call = ctx.live.calls.get(call_id)
+def _live_call(calls: TapCalls, call_id: str) -> LiveCall:
+    call = calls.get(call_id)
     if call is None or call.ended:
-        if ctx.board.get(call_id) is not None:
+        if calls.in_use(call_id):
             raise HTTPException(409, f"call {call_id} is not a live tap call (ended, or a recording)")
         raise HTTPException(404, f"no call {call_id}")
     if call.meta.source == "chat":
@@ -271,13 +272,13 @@ def _supervisor_audio(sdp: str, *, needs: tuple[str, ...], what: str) -> list[Of
 async def listen(
     call_id: str,
     body: SupervisorOfferIn,
-    ctx: Ctx,
+    calls: Calls,
     tap: Tap,
-    principal: Annotated[Principal, Depends(authorize("calls.control"))],
+    principal: Annotated[Caller, Depends(allowed("calls.control"))],
 ) -> dict[str, str]:
     """Listen in to any live tap call: a receive-only audio offer; the answer sends the call's two
     channels mixed (mono, Opus). Ends with the call, or when this peer connection closes."""
-    call = _live_call(ctx, call_id)
+    call = _live_call(calls, call_id)
     offered = _supervisor_audio(body.sdp, needs=RECEIVING, what="receives (recvonly or sendrecv)")
     session = tap.calls.get(call_id)
     if session is not None and len(session.listeners) >= MAX_LISTENERS:
@@ -322,14 +323,14 @@ def _attach_call_audio(
 async def barge(
     call_id: str,
     body: SupervisorOfferIn,
-    ctx: Ctx,
+    calls: Calls,
     tap: Tap,
-    principal: Annotated[Principal, Depends(authorize("calls.control"))],
+    principal: Annotated[Caller, Depends(allowed("calls.control"))],
 ) -> dict[str, str]:
     """Barge in on a WebRTC call: an offer carrying the supervisor's microphone (sendrecv: they
     also hear the call). The agent hears them through the call's relay track; a ``barge`` event is
     published for the telephony side to conference them in with the customer."""
-    call = _live_call(ctx, call_id)
+    call = _live_call(calls, call_id)
     session = tap.calls.get(call_id)
     if session is None:
         raise HTTPException(409, f"call {call_id} is not a WebRTC call: use POST /v1/calls/{call_id}/barge")
@@ -353,7 +354,7 @@ async def barge(
         sdp = await answer(peer.pc)
         if session.barge is not None:  # another barge won the race while we negotiated
             raise HTTPException(409, f"{session.barge.peer.label} is already barged in on call {call_id}")
-        await ctx.live.barge(call_id, call.clock.elapsed(), principal.name, body.reason.strip())
+        await calls.barge(call_id, call.clock.elapsed(), principal.name, body.reason.strip())
     except OfferError as exc:
         await peer.close()
         raise HTTPException(400, str(exc)) from None
@@ -372,7 +373,7 @@ async def barge(
 
 @router.delete("/{call_id}/barge", status_code=204, responses={401: {}, 403: {}, 404: {}})
 async def end_barge(
-    call_id: str, tap: Tap, principal: Annotated[Principal, Depends(authorize("calls.control"))]
+    call_id: str, tap: Tap, principal: Annotated[Caller, Depends(allowed("calls.control"))]
 ) -> Response:
     """The barging supervisor leaves: the agent hears silence from us again."""
     session = tap.calls.get(call_id)

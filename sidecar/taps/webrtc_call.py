@@ -26,8 +26,9 @@ import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from sidecar.calls.errors import CallNotLiveError
+from sidecar.calls.live_call import LiveCall
 from sidecar.kernel.events import Channel
-from sidecar.service.live import CallNotLiveError, LiveCall
 from sidecar.taps.webrtc_media import PacedAudioTrack, mono_downmixer, mono_int16
 from sidecar.taps.webrtc_peer import Peer, WebRtcTap
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 
-from sidecar.service.live import LiveCall
+from sidecar.calls.live_call import LiveCall
 from sidecar.taps.ice import IceSettings, filter_candidates, restrict_ice
 from sidecar.taps.webrtc_offer import OfferError
 

@@ -12,8 +12,8 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from sidecar.audio import Pcm16
+from sidecar.calls.live_call import LiveCall
 from sidecar.kernel.events import Channel
-from sidecar.service.live import LiveCall
 from sidecar.taps.webrtc_call import CallSession
 from sidecar.taps.webrtc_media import PacedAudioTrack, mono_int16
 from sidecar.taps.webrtc_peer import Peer, WebRtcTap

@@ -15,10 +15,12 @@ from types import TracebackType
 
 from fastapi import WebSocket
 
+from sidecar.calls.access import TapCalls
+from sidecar.calls.errors import CallNotLiveError, TooManyCallsError
+from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.kernel.errors import InputError
 from sidecar.kernel.events import Channel
-from sidecar.service.context import WS_POLICY_VIOLATION, AppContext, ws_principal
-from sidecar.service.live import CallMeta, CallNotLiveError, LiveCall, TooManyCallsError
+from sidecar.taps.access import WS_POLICY_VIOLATION, installed_access, socket_caller
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +53,19 @@ class Closed:
         return "completed" if self.code in (NORMAL, GOING_AWAY) else "dropped"
 
 
-async def admit(websocket: WebSocket, subprotocol: str | None = None) -> AppContext | None:
-    """The service, if it is ready and the caller may connect taps: the socket is accepted (with
-    ``subprotocol``). Otherwise the socket is closed (1013 while starting, 1008 for a missing,
-    unknown or unauthorised token: the handshake is answered with HTTP 403) and None."""
-    ctx: AppContext | None = getattr(websocket.app.state, "ctx", None)
-    if ctx is None:
+async def admit(websocket: WebSocket, subprotocol: str | None = None) -> TapCalls | None:
+    """The service's calls, if it is ready and the caller may connect taps: the socket is accepted
+    (with ``subprotocol``). Otherwise the socket is closed (1013 while starting, 1008 for a
+    missing, unknown or unauthorised token: the handshake is answered with HTTP 403) and None."""
+    access = installed_access(websocket.app)
+    if access is None:
         await websocket.close(TRY_LATER, "the service is starting")
         return None
-    if ws_principal(ctx, websocket, "taps.connect") is None:
+    if socket_caller(access, websocket, "taps.connect") is None:
         await websocket.close(POLICY, "missing or unknown token, or not allowed to connect taps")
         return None
     await websocket.accept(subprotocol=subprotocol)
-    return ctx
+    return access.calls
 
 
 async def receive_frame(
@@ -91,11 +93,11 @@ async def receive_frame(
 
 
 async def open_tap_call(
-    ctx: AppContext, meta: CallMeta, channels: tuple[Channel, ...], *, kind: type[LiveCall] = LiveCall
+    calls: TapCalls, meta: CallMeta, channels: tuple[Channel, ...], *, kind: type[LiveCall] = LiveCall
 ) -> LiveCall:
     """Start the tap's call; a full service is "try later" (1013), a call id in use 1008."""
     try:
-        return await ctx.live.open_call(meta, channels, kind=kind)
+        return await calls.open_call(meta, channels, kind=kind)
     except TooManyCallsError as exc:
         raise TapProtocolError(TRY_LATER, str(exc)) from None
     except InputError as exc:

@@ -1,4 +1,4 @@
-"""Live calls inside the service: calls fed by a media tap (``open_call`` → ``LiveCall``), a
+"""The live calls of this process: calls fed by a media tap (``open_call`` → ``LiveCall``), a
 recorded call played through the live pipeline, and the supervisor's whisper and barge-in.
 
 A tap's call and a recording run the same way: real-time clock, ASR for audio (bounded,
@@ -15,18 +15,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
-
-import numpy as np
 
 from coach.engine import Coach
 from coach.sink import CoachSink
 from knowledge.policy import SuggestionPolicy
-from sidecar.audio import PIPELINE_RATE, Pcm16, StreamResampler
-from sidecar.call import CallPipeline
 from sidecar.callfile import AudioCall, TranscriptCall, load_call
+from sidecar.calls.errors import CallNotLiveError, TooManyCallsError, TooManyUserCallsError
+from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.engine import SpeechEngine
-from sidecar.frames import AudioFrame
 from sidecar.kernel.bus import Bus, CallIdInUseError
 from sidecar.kernel.clock import Clock, FastClock, RealtimeClock
 from sidecar.kernel.errors import InputError
@@ -42,110 +38,6 @@ def _plain_file(path: Path) -> bool:
     """A regular file that is not a symbolic link: a link in the recordings directory could point
     anywhere on the machine, so it is never followed."""
     return not path.is_symlink() and path.is_file()
-
-
-class CallNotLiveError(Exception):
-    """The call has ended (or never started): nothing can be sent to it."""
-
-
-class TooManyCallsError(Exception):
-    """The service is running as many calls as it is configured for."""
-
-
-class TooManyUserCallsError(TooManyCallsError):
-    """The caller already has as many recorded calls running as one user may."""
-
-
-@dataclass(frozen=True, slots=True)
-class CallMeta:
-    """What a tap knows about a call when it starts."""
-
-    source: str  # the tap: "twilio", "audiohook", "webrtc", ...
-    call_id: str | None = None
-    lang: str = "en"
-    agent_id: str = ""
-    queue: str = ""
-    extra: tuple[tuple[str, str], ...] = ()  # the platform's own ids (stream sid, session id, ...)
-
-    def as_meta(self) -> dict[str, str]:
-        return {"tap": self.source, "agent_id": self.agent_id, "queue": self.queue, **dict(self.extra)}
-
-
-GAP_JUMP_S = 1.0  # a channel this far behind the wall clock had a hole (DTX, a stalled leg): skip it
-
-
-class LiveCall:
-    """One call fed by a tap: ``push`` PCM of a channel at its own rate; ``end`` once.
-
-    Each channel's call time counts its own samples, from the wall-clock moment its first audio
-    arrived (legs that join late, e.g. AudioSocket, line up), and jumps forward over holes longer
-    than ``GAP_JUMP_S`` (a source that sends nothing in silence stays in step with the call).
-    """
-
-    FRAME = 320  # 20 ms at 16 kHz
-    speech: ClassVar[bool] = True  # needs the speech models (a text chat, ``sidecar.taps.chat``, does not)
-
-    def __init__(self, live: LiveCalls, call_id: str, meta: CallMeta, channels: tuple[Channel, ...]) -> None:
-        self.live = live
-        self.call_id = call_id
-        self.meta = meta
-        self.channels = channels
-        self.clock = RealtimeClock()
-        # coaching in the call's own worker: the call's transcripts never wait for it
-        self.sink = CoachSink(live.coach, live.bus, knowledge=live.knowledge, background=True)
-        self.pipeline = CallPipeline(call_id, bus=live.bus, engine=live.engine, lang=meta.lang,
-                                     channels=channels, overflow="drop_oldest", catch_up=True,
-                                     emit=self.sink)  # fmt: skip
-        self._resamplers: dict[Channel, StreamResampler] = {}
-        self._pending: dict[Channel, Pcm16] = {}
-        self._t: dict[Channel, float] = {}
-        self.ended = False
-        self.listeners: list[Callable[[Channel, Pcm16], None]] = []  # e.g. a supervisor listening in
-
-    async def start(self) -> None:
-        await self.pipeline.start(self.meta.source, realtime=True, meta=self.meta.as_meta())
-        self.sink.start_ticking(self.clock.elapsed)
-
-    async def push(self, channel: Channel, pcm: Pcm16, rate: int) -> None:
-        if self.ended:
-            raise CallNotLiveError(f"call {self.call_id} has ended")
-        if channel not in self.channels:
-            raise ValueError(f"call {self.call_id} has no {channel} channel")
-        resampler = self._resamplers.get(channel)
-        if resampler is None or resampler.src_rate != rate:
-            resampler = self._resamplers[channel] = StreamResampler(rate)
-        audio = resampler.process(pcm)
-        for listener in list(self.listeners):
-            try:
-                listener(channel, audio)
-            except Exception:  # a listener (e.g. a supervisor's listen-in) never breaks the call
-                log.exception("call %s: a listener failed and was removed", self.call_id)
-                self.listeners.remove(listener)
-        now = self.clock.elapsed()
-        pending = self._pending.get(channel)
-        if pending is not None and pending.size:
-            audio = np.concatenate([pending, audio])
-        t = self._t.get(channel)
-        if t is None or now - (t + audio.size / PIPELINE_RATE) > GAP_JUMP_S:
-            t = max(t or 0.0, now - audio.size / PIPELINE_RATE)
-            t = round(t / 0.02) * 0.02  # on the frame grid
-        usable = audio.size - audio.size % self.FRAME
-        for start in range(0, usable, self.FRAME):
-            await self.pipeline.push(AudioFrame(self.call_id, channel, audio[start : start + self.FRAME], t))
-            t += self.FRAME / PIPELINE_RATE
-        self._t[channel] = t
-        self._pending[channel] = audio[usable:]
-
-    async def end(self, reason: str = "completed") -> None:
-        """The far side went away (or hung up): finish every channel and publish ``call.ended``."""
-        if self.ended:
-            return
-        self.ended = True
-        try:
-            await self.pipeline.end(reason)
-        finally:
-            await self.sink.stop_ticking()
-            self.live.forget(self.call_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +156,7 @@ class LiveCalls:
         The id is reserved until the caller registers its call (and releases it from
         ``_starting``): two starts of one id in this process never both pass the awaits between
         admission and registration. Across nodes, the bus's claim on ``call.started`` decides."""
-        if self.running + len(self._starting) >= self.max_calls:
-            raise TooManyCallsError(f"this service runs at most {self.max_calls} calls at once")
+        self.check_room(len(self._starting))
         if (
             call_id in self.calls
             or call_id in self._tasks
@@ -275,6 +166,12 @@ class LiveCalls:
             raise CallIdInUseError(call_id)
         self._starting.add(call_id)
         return call_id
+
+    def check_room(self, joining: int = 0) -> None:
+        """``TooManyCallsError`` unless one more call fits beside the running ones and ``joining``
+        (calls admitted or being set up, not running yet)."""
+        if self.running + joining >= self.max_calls:
+            raise TooManyCallsError(f"this service runs at most {self.max_calls} calls at once")
 
     def forget(self, call_id: str) -> None:
         self.calls.pop(call_id, None)
