@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sidecar.asr import DecodeRequest, Hypothesis, WhisperRecognizer  # noqa: E402
-from sidecar.audio import resample, to_float  # noqa: E402
+from sidecar.audio import Float32, resample, to_float  # noqa: E402
 from sidecar.engine import SpeechEngine  # noqa: E402
 from sidecar.kernel.settings import AsrSettings, Settings  # noqa: E402
 from sidecar.wavfile import read_wav  # noqa: E402
@@ -33,7 +33,7 @@ def demo_requests(recognizer: WhisperRecognizer, lang: str, count: int) -> list[
     calls = sorted((ROOT / "samples" / "demo").glob(f"{lang}-*.wav"))
     if not calls:
         raise SystemExit(f"decode_batch: no {lang} demo calls under samples/demo")
-    channels = []
+    channels: list[Float32] = []
     for path in calls:
         wav = read_wav(path)
         channels.extend(to_float(resample(c, wav.sample_rate)) for c in wav.channels)
