@@ -169,6 +169,7 @@ class LightServer:
     server: uvicorn.Server
     thread: threading.Thread
     token: str = "supervisor-light-token"
+    integrator_token: str = "integrator-light-token"
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=20)
@@ -185,7 +186,8 @@ def light_app(data_dir: Path, bus: Any, **config: Any) -> FastAPI:
     from knowledge.store import SnippetStore
     from sidecar.service.config import Services
 
-    tokens = TokenTable([TokenEntry(LightServer.token, Principal("sam", "supervisor"))])
+    tokens = TokenTable([TokenEntry(LightServer.token, Principal("sam", "supervisor")),
+                         TokenEntry(LightServer.integrator_token, Principal("ivy", "integrator"))])  # fmt: skip
     cfg = ServiceConfig(data_dir=data_dir, recordings_dir=FIXTURES, kb_seed=None, tokens=tokens,
                         knowledge=False, preload_lang=None, **config)  # fmt: skip
     store = SnippetStore(":memory:")

@@ -21,6 +21,7 @@ import redis
 
 from sidecar.kernel.commands import RedisCommands
 from sidecar.kernel.redis_bus import RedisStreamsBus
+from tests.conftest import dialogue, write_wav
 from tests.service_helpers import LightServer, free_port, light_server, read_sse
 
 pytestmark = pytest.mark.redis
@@ -125,9 +126,10 @@ def test_calls_started_on_an_api_node_run_on_a_worker_and_stream_from_the_api(
         api = start("api-1", "api")
         _wait_for("the worker's heartbeat", lambda: _workers(redis_url, prefix) == ["w-1"], 15)
         with api.client() as on_api, worker.client() as on_worker:
-            # no taps on an API node: a WebRTC offer is a 404 there; a worker has the route
-            assert on_api.post("/v1/taps/webrtc/offer", json={}).status_code == 404
-            assert on_worker.post("/v1/taps/webrtc/offer", json={}).status_code == 403  # a supervisor
+            # no taps on an API node (a WebRTC offer is routed to a worker: see below): an
+            # AudioSocket leg is a 404 there; a worker has the route
+            assert on_api.post("/v1/taps/audiosocket/legs", json={}).status_code == 404
+            assert on_worker.post("/v1/taps/audiosocket/legs", json={}).status_code == 403  # a supervisor
             call_id = _start(on_api, realtime=True)
             assert _owner(redis_url, prefix, call_id) == "w-1"
             _wait_for(
@@ -179,3 +181,49 @@ def test_a_media_worker_dying_mid_call_ends_its_calls_and_new_calls_go_elsewhere
                 _wait_for("the dead worker gone", lambda: _workers(redis_url, prefix) == ["w-b"], 10)
                 second = _start(on_api, realtime=False)
                 assert _owner(redis_url, prefix, second) == "w-b"
+
+
+@pytest.mark.model
+@pytest.mark.espeak
+def test_a_webrtc_offer_to_an_api_node_is_answered_by_a_worker_and_the_call_runs_there(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASSIST_ICE_ADDRESSES", "127.0.0.1")  # the worker's tap reads it at start
+    agent, customer, _ = dialogue(
+        [("agent", "Thank you for calling, how can I help?"), ("customer", "I need to change my address.")]
+    )
+    wav = write_wav(tmp_path / "call.wav", [agent, customer])
+    with cluster(redis_url, tmp_path) as (prefix, start):
+        worker = start("w-1", "media")
+        api = start("api-1", "api")
+        _wait_for("the worker's heartbeat", lambda: _workers(redis_url, prefix) == ["w-1"], 15)
+        with api.client() as on_api:
+            gone = on_api.delete(
+                "/v1/taps/webrtc/no-such-call", headers={"Authorization": f"Bearer {api.integrator_token}"}
+            )
+            assert gone.status_code == 404
+            assert "no live call" in gone.json()["detail"]
+            client = subprocess.Popen(
+                [sys.executable, str(ROOT / "examples" / "taps" / "webrtc_client.py"), "--url", api.base,
+                 "--token", api.integrator_token, "--ice-address", "127.0.0.1", "--timeout", "90", str(wav)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )  # fmt: skip
+            try:
+                assert client.stdout is not None
+                call_id = client.stdout.readline().strip()
+                assert call_id, client.stderr.read() if client.stderr else ""
+                assert _owner(redis_url, prefix, call_id) == "w-1"
+                with on_api.stream("GET", f"/v1/calls/{call_id}/events", timeout=120) as r:
+                    events = list(read_sse(r))
+                assert client.wait(timeout=60) == 0
+            finally:
+                if client.poll() is None:
+                    client.kill()
+                    client.wait()
+        assert events[0]["data"]["payload"]["source"] == "webrtc"
+        assert events[-1]["data"]["payload"]["reason"] == "completed"
+        finals = " ".join(e["data"]["payload"]["text"] for e in events if e["event"] == "transcript.final")
+        assert "address" in finals.lower()
+        with worker.client() as on_worker:  # the call ran on the worker
+            assert on_worker.get(f"/v1/calls/{call_id}").json()["source"] == "webrtc"

@@ -35,6 +35,7 @@ from sidecar.service import (
     routes_kb,
     routes_playback,
     routes_reports,
+    routes_routed,
     routes_rules,
     routes_warnings,
 )
@@ -51,7 +52,7 @@ from sidecar.taps.access import install_access
 from sidecar.taps.audiosocket import start_audiosocket_server
 from sidecar.taps.livekit import close_livekit_tap
 from sidecar.taps.routes import routers as tap_routers
-from sidecar.taps.webrtc import close_webrtc_tap, install_webrtc_tap
+from sidecar.taps.webrtc import close_webrtc_tap, install_webrtc_tap, offer_commands
 
 log = logging.getLogger("assist.service")
 access_log = logging.getLogger("assist.access")
@@ -103,7 +104,7 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         built = services if services is not None else await asyncio.to_thread(build_services, cfg)
         live = LiveCalls(built.bus, built.coach, built.policy, cfg.recordings_dir,
                          max_calls_per_user=cfg.max_calls_per_user)  # fmt: skip
-        node = NodeRole.open(cfg, built.bus, live)
+        node = NodeRole.open(cfg, built.bus, live, handlers=offer_commands(app))
         live = node.live
         ctx = AppContext(built, CallBoard(), live, Metrics())
         ctx.metrics.calls_live.set_function(ctx.board.live_count)
@@ -169,6 +170,8 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
     if cfg.role != "api":  # taps terminate where calls run (an API node runs none)
         for tap in tap_routers:
             app.include_router(tap)
+    else:  # a WebRTC offer (its answer is the worker's) is routed to a media worker
+        app.include_router(routes_routed.router)
     _operations(app)
     app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
     return app

@@ -30,7 +30,15 @@ from sidecar.calls.errors import TooManyCallsError, TooManyUserCallsError
 from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.calls.registry import LiveCalls, StartRequest
 from sidecar.kernel.bus import Bus
-from sidecar.kernel.commands import HEARTBEAT_S, Command, CommandReply, NoWorkerError, RedisCommands
+from sidecar.kernel.commands import (
+    HEARTBEAT_S,
+    Command,
+    CommandReply,
+    CommandTimeoutError,
+    Handler,
+    NoWorkerError,
+    RedisCommands,
+)
 from sidecar.kernel.errors import ConfigError, InputError
 from sidecar.kernel.events import CallEnded, Event
 from sidecar.service.board import CallBoard
@@ -58,12 +66,18 @@ class MediaWorker:
     """A media worker's presence on Redis: its heartbeat and the commands it answers."""
 
     def __init__(
-        self, live: LiveCalls, commands: RedisCommands, worker: str, heartbeat_s: float = HEARTBEAT_S
+        self,
+        live: LiveCalls,
+        commands: RedisCommands,
+        worker: str,
+        heartbeat_s: float = HEARTBEAT_S,
+        handlers: dict[str, Handler] | None = None,
     ) -> None:
         self.live = live
         self.commands = commands
         self.worker = worker
         self.heartbeat_s = heartbeat_s
+        self.handlers = dict(handlers or {})  # the taps' commands (a WebRTC offer), by kind
 
     async def run(self) -> None:
         beating = asyncio.create_task(self._beat(), name="worker-heartbeat")
@@ -88,6 +102,13 @@ class MediaWorker:
             await self.commands.leave(self.worker)
 
     async def handle(self, command: Command) -> CommandReply:
+        handler = self.handlers.get(command.kind)
+        if handler is not None:
+            reply = await handler(command)
+            call_id = reply.data.get("call_id")
+            if reply.ok and isinstance(call_id, str):
+                await self.commands.own(call_id, self.worker)
+            return reply
         if command.kind != "start_call":
             return CommandReply(400, f"unknown command {command.kind!r}")
         try:
@@ -133,6 +154,22 @@ class ApiCalls(LiveCalls):
         if not reply.ok:
             raise InputError(reply.detail)
         return str(reply.data["call_id"])
+
+    async def route(self, command: Command, call_id: str | None = None) -> CommandReply:
+        """A command for a call's owner (``call_id``), else for the live worker with most room."""
+        if call_id is not None:
+            worker = await self.commands.owner(call_id)
+            if worker is None:
+                return CommandReply(404, f"no live call {call_id} on any worker")
+        else:
+            try:
+                worker = await self.commands.pick_worker()
+            except NoWorkerError as exc:
+                return CommandReply(503, str(exc))
+        try:
+            return await self.commands.request(worker, command, self.timeout_s)
+        except CommandTimeoutError as exc:
+            return CommandReply(504, str(exc))
 
     async def open_call(
         self,
@@ -203,7 +240,9 @@ class NodeRole:
         return self.role != "api"
 
     @classmethod
-    def open(cls, config: ServiceConfig, bus: Bus, live: LiveCalls) -> NodeRole:
+    def open(
+        cls, config: ServiceConfig, bus: Bus, live: LiveCalls, handlers: dict[str, Handler] | None = None
+    ) -> NodeRole:
         role = parse_role(config.role)
         if role == "all":
             return cls(role, live)
@@ -212,7 +251,8 @@ class NodeRole:
         commands = RedisCommands.from_url(config.redis_url, prefix=config.redis_prefix)
         if role == "api":
             return cls(role, ApiCalls(bus, commands, live), commands)
-        return cls(role, live, commands, MediaWorker(live, commands, config.node_id or node_id()))
+        worker = MediaWorker(live, commands, config.node_id or node_id(), handlers=handlers)
+        return cls(role, live, commands, worker)
 
     def jobs(self, board: CallBoard) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         if self.worker is not None:

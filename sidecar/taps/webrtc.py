@@ -29,14 +29,15 @@ from typing import Annotated, Any, Literal
 
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from sidecar.calls.access import Caller, TapCalls
 from sidecar.calls.errors import CallNotLiveError, TooManyCallsError
 from sidecar.calls.live_call import CallMeta, LiveCall
+from sidecar.kernel.commands import Command, CommandReply, Handler
 from sidecar.kernel.errors import ConfigError, InputError
 from sidecar.kernel.events import Channel
-from sidecar.taps.access import allowed, get_calls
+from sidecar.taps.access import allowed, get_calls, installed_access
 from sidecar.taps.ice import IceSettings
 from sidecar.taps.webrtc_call import VANISHED_S, CallSession
 from sidecar.taps.webrtc_media import (
@@ -183,6 +184,12 @@ async def call_offer(
 ) -> dict[str, str]:
     """A call's offer: one audio m-line per channel (see ``channels``); the answer carries all of
     our ICE candidates. The call runs until the connection closes or fails, or DELETE."""
+    return await open_offer(body, calls, tap, principal.name)
+
+
+async def open_offer(body: CallOfferIn, calls: TapCalls, tap: WebRtcTap, by: str) -> dict[str, str]:
+    """The call an offer opens, on this node: its answer (``HTTPException`` when refused). The
+    route runs it; on a media worker, so does the command an API node routes the offer with."""
     try:
         mapping = map_channels(offered_audio(body.sdp), body.channels)
     except OfferError as exc:
@@ -223,7 +230,7 @@ async def call_offer(
     session = CallSession(tap, call, peer, relay)
     tap.calls[call.call_id] = session
     tap.spawn(session.run(tracks), f"webrtc:{call.call_id}")
-    log.info("webrtc call started", extra={"call_id": call.call_id, "by": principal.name,
+    log.info("webrtc call started", extra={"call_id": call.call_id, "by": by,
                                            "channels": ",".join(tracks)})  # fmt: skip
     return {"sdp": sdp, "type": "answer", "call_id": call.call_id}
 
@@ -240,11 +247,44 @@ async def end_call(
     call_id: str, tap: Tap, principal: Annotated[Caller, Depends(allowed("taps.connect"))]
 ) -> Response:
     """End a WebRTC call now (``call.ended`` with reason ``completed`` follows on its events)."""
+    stop_call(tap, call_id)
+    return Response(status_code=204)
+
+
+def stop_call(tap: WebRtcTap, call_id: str) -> None:
     session = tap.calls.get(call_id)
     if session is None:
         raise HTTPException(404, f"no WebRTC call {call_id}")
     session.peer.stop("completed")
-    return Response(status_code=204)
+
+
+def offer_commands(app: Any) -> dict[str, Handler]:
+    """A media worker's answers to the WebRTC commands API nodes route to it: ``webrtc_offer``
+    (args: the offer's body and ``by``) and ``webrtc_end``."""
+
+    async def offer(command: Command) -> CommandReply:
+        args = dict(command.args)
+        by = str(args.pop("by", ""))
+        access = installed_access(app)
+        if access is None:
+            return CommandReply(503, "the worker is starting")
+        try:
+            body = CallOfferIn.model_validate(args)
+            answer = await open_offer(body, access.calls, install_webrtc_tap(app), by)
+        except ValidationError as exc:
+            return CommandReply(422, str(exc))
+        except HTTPException as exc:
+            return CommandReply(exc.status_code, str(exc.detail))
+        return CommandReply(201, "", dict(answer))
+
+    async def end(command: Command) -> CommandReply:
+        try:
+            stop_call(install_webrtc_tap(app), command.call_id or "")
+        except HTTPException as exc:
+            return CommandReply(exc.status_code, str(exc.detail))
+        return CommandReply(204)
+
+    return {"webrtc_offer": offer, "webrtc_end": end}
 
 
 def _live_call(calls: TapCalls, call_id: str) -> LiveCall:
