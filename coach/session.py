@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
+from typing import Any
 
 from coach import checklist
 from coach.compiled import CompiledRules
@@ -21,10 +22,10 @@ from coach.judge import JudgeRunner, Reading
 from coach.matcher import Units, prepare
 from coach.redact_stream import StreamRedactor
 from coach.scorecard import AlertRecord, CallSummary, scorecard
+from coach.suggestions import SuggestionPolicy
 from coach.violations import Finding, detect_dead_air, detect_violations
 from coach.window import Utterance, Window
 from knowledge.embed import Embedder
-from knowledge.policy import PolicyState, SuggestionPolicy
 from sidecar.kernel.events import (
     Alert,
     CallEnded,
@@ -57,7 +58,7 @@ class CoachSession:
         lang: str,
         rules: CompiledRules,
         embedder: Embedder | None,
-        knowledge: SuggestionPolicy | None = None,
+        knowledge: SuggestionPolicy[Any] | None = None,
         *,
         judge: JudgeRunner | None = None,
         dead_air: bool = True,
@@ -69,7 +70,7 @@ class CoachSession:
         self.judge_misses = 0  # utterances the judge did not read in time (or failed on)
         self.judge_ms: list[float] = []
         self.knowledge = knowledge
-        self.knowledge_state = PolicyState()
+        self.knowledge_state: Any = None if knowledge is None else knowledge.initial_state()
         self.early_suggested: set[tuple[str, int]] = set()
         self.lang = lang if lang in ("en", "zh") else "en"
         self.rules = rules
@@ -247,7 +248,7 @@ class CoachSession:
         self.knowledge_state = state
         out = []
         for firing in firings:
-            snippet = self.knowledge.knowledge.get(firing.snippet_id)
+            snippet = self.knowledge.snippet(firing.snippet_id)
             if snippet is None:  # withdrawn since the search
                 continue
             reason = redact(firing.reason, utt.lang)
