@@ -11,19 +11,20 @@ every transcript and evidence string is redacted before it is returned.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from coach import checklist
 from coach.compiled import CompiledRules
+from coach.detector import AlertFinding, Detector, Finding, Silence, UtteranceContext
+from coach.detectors import registered
 from coach.emotion import EmotionCurve
-from coach.intents import detect_intents
 from coach.judge import JudgeRunner, Reading
 from coach.matcher import Units, prepare
 from coach.redact_stream import StreamRedactor
 from coach.scorecard import AlertRecord, CallSummary, scorecard
 from coach.suggestions import SuggestionPolicy
-from coach.violations import Finding, detect_dead_air, detect_violations
 from coach.window import Utterance, Window
 from knowledge.embed import Embedder
 from sidecar.kernel.events import (
@@ -44,6 +45,7 @@ from sidecar.kernel.text import is_chinese
 
 HISTORY = 64  # finals kept for context conditions and the hold lookback
 EARLY_WORDS = 10  # committed words of a customer turn before a procedure is looked for
+AlertSource = Literal["partial", "final", "timing"]  # what a detector's alert was read on
 CONTINUATION_S = 1.5  # a speaker's pause shorter than this, nobody else speaking: one turn cut in two
 
 
@@ -62,10 +64,13 @@ class CoachSession:
         *,
         judge: JudgeRunner | None = None,
         dead_air: bool = True,
+        detectors: Sequence[Detector] | None = None,
     ) -> None:
         self.call_id = call_id
         # silences are coached (off for a text chat: a typing gap is not dead air)
         self.dead_air = dead_air
+        # what reads the call, in order: the registered detectors as the call starts (coach.detectors)
+        self.detectors = tuple(detectors) if detectors is not None else registered()
         self.judge = judge
         self.judge_misses = 0  # utterances the judge did not read in time (or failed on)
         self.judge_ms: list[float] = []
@@ -83,7 +88,7 @@ class CoachSession:
         self.curve = EmotionCurve()
         self.last_speech_end = 0.0
         self.speaking: dict[Channel, float | None] = {"agent": None, "customer": None}  # open segment start
-        self.dead_air_from: float | None = None  # gap start already alerted
+        self.silence_alerted: dict[str, float] = {}  # detector name -> the gap start it alerted on
         self.talk_s: dict[Channel, float] = {"agent": 0.0, "customer": 0.0}
         self.alert_log: list[AlertRecord] = []
         self.temperatures: list[tuple[float, float]] = []
@@ -177,36 +182,34 @@ class CoachSession:
         self.speaking[utt.channel] = None if final else utt.t_start
         window = Window(utt, tuple(self.history))
         units = prepare(utt.text, self.embedder if self.rules.semantic else None)
-        units = replace(units, reading=self._read(utt, units))
-        for finding in detect_violations(window, self.rules, units):
-            out += self._alert(finding, utt.channel, utt.segment, "final" if final else "partial")
+        ctx = UtteranceContext(window, replace(units, reading=self._read(utt, units)), self.rules)
+        for detector in self.detectors:
+            if detector.utterance is not None:
+                out += self._found(detector.utterance(ctx), utt, "final" if final else "partial")[0]
         if not final and isinstance(payload, TranscriptPartial):
             out += self._early_suggestion(utt, payload.stable_text)
         if final:
-            out += self._final(window, units)
+            out += self._final(ctx)
             self.history.append(utt)
             self.talk_s[utt.channel] += max(0.0, utt.t_end - utt.t_start)
             self.last_speech_end = max(self.last_speech_end, utt.t_end)
         return out
 
-    def _final(self, window: Window, units: Units) -> list[Event]:
+    def _final(self, ctx: UtteranceContext) -> list[Event]:
+        window, units = ctx.window, ctx.units
         utt = window.current
         out: list[Event] = []
         self.checklist, changes = checklist.advance(self.checklist, window, units, self.rules)
         out += [self._checklist_event(c, utt.t_end) for c in changes]
         out += self._missed_alerts(changes, utt.t_end)
+        names: list[str] = []
+        for detector in self.detectors:
+            if detector.final is not None:
+                events, intents = self._found(detector.final(ctx), utt, "final")
+                out += events
+                names += intents
         if utt.channel != "customer":
             return out
-        names = []
-        for found in detect_intents(window, self.rules, units):
-            key = (found.rule.rule.intent, utt.channel, utt.segment)
-            names.append(found.rule.rule.intent)
-            if key in self.intents_seen:
-                continue
-            self.intents_seen.add(key)
-            out.append(Event("intent", self.call_id, utt.channel, utt.t_start, utt.t_end,
-                             Intent(found.rule.rule.intent, found.confidence, redact(found.hit.evidence, utt.lang),
-                                    found.rule.rule.id)))  # fmt: skip
         last_agent = next((u for u in reversed(self.history) if u.channel == "agent"), None)
         overtalk = last_agent is not None and utt.t_start < last_agent.t_end - 0.3
         prev_end = self.history[-1].t_end if self.history else utt.t_start
@@ -282,26 +285,63 @@ class CoachSession:
 
     # ------------------------------------------------------------------ alerts
 
-    def _alert(self, finding: Finding, channel: Channel | None, segment: int, source: str) -> list[Event]:
-        rule = finding.rule.rule
-        key = (rule.category, channel, segment)
+    def _found(
+        self, findings: Sequence[Finding], utt: Utterance, source: AlertSource
+    ) -> tuple[list[Event], list[str]]:
+        """A detector's findings on an utterance as events (each alert once per category and
+        segment, each intent once per name and segment), and the names of the intents found."""
+        out: list[Event] = []
+        names: list[str] = []
+        for finding in findings:
+            if isinstance(finding, AlertFinding):
+                out += self._alert(finding, utt.channel, utt.segment, source)
+                continue
+            intent = finding.rule.rule
+            names.append(intent.intent)
+            key = (intent.intent, utt.channel, utt.segment)
+            if key in self.intents_seen:
+                continue
+            self.intents_seen.add(key)
+            out.append(Event("intent", self.call_id, utt.channel, utt.t_start, utt.t_end,
+                             Intent(intent.intent, finding.confidence, redact(finding.hit.evidence, utt.lang),
+                                    intent.id)))  # fmt: skip
+        return out, names
+
+    def _alert(
+        self, finding: AlertFinding, channel: Channel | None, segment: int, source: AlertSource
+    ) -> list[Event]:
+        key = (finding.category, channel, segment)
         if key in self.alerted:
             return []
         self.alerted.add(key)
-        self.alert_log.append(AlertRecord(rule.category, rule.severity, finding.t_end))
+        self.alert_log.append(AlertRecord(finding.category, finding.severity, finding.t_end))
         lang = self.lang
-        payload = Alert(rule.category, rule.severity, rule.id, rule.message, redact(finding.hit.evidence, lang),
-                        None, rule.snippet, source, redact(finding.hit.reason, lang))  # type: ignore[arg-type]  # fmt: skip
+        payload = Alert(finding.category, finding.severity, finding.rule_id, finding.message,
+                        redact(finding.evidence, lang), None, finding.snippet, source,
+                        redact(finding.reason, lang))  # fmt: skip
         return [Event("alert", self.call_id, channel, finding.t_start, finding.t_end, payload)]
 
     def _dead_air(self, gap_start: float, gap_end: float) -> list[Event]:
-        if not self.dead_air or self.dead_air_from == gap_start or not self.history:
+        """The silence detectors on a gap in the speech: each alerts at most once per gap."""
+        if not self.dead_air or not self.history:
             return []
-        finding = detect_dead_air(tuple(self.history), gap_start, gap_end, self.rules, self.history[-1].lang)
-        if finding is None:
+        waiting = [
+            d
+            for d in self.detectors
+            if d.silence is not None and self.silence_alerted.get(d.name) != gap_start
+        ]
+        if not waiting:
             return []
-        self.dead_air_from = gap_start
-        return self._alert(finding, None, -int(gap_start * 1000) - 1, "timing")
+        gap = Silence(tuple(self.history), gap_start, gap_end, self.rules, self.history[-1].lang)
+        out: list[Event] = []
+        for detector in waiting:
+            assert detector.silence is not None
+            findings = detector.silence(gap)
+            if findings:
+                self.silence_alerted[detector.name] = gap_start
+            for finding in findings:
+                out += self._alert(finding, None, -int(gap_start * 1000) - 1, "timing")
+        return out
 
     def _checklist_event(self, change: checklist.Change, t: float) -> Event:
         s = change.status
