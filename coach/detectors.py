@@ -9,10 +9,18 @@ is when the call starts, so a call's detectors never change under it.
 
 from __future__ import annotations
 
-from coach import dead_air, intents, violations
+from coach import checklist, dead_air, emotion, intents, violations
 from coach.detector import Detector
 
-BUILT_IN: tuple[Detector, ...] = (violations.DETECTOR, intents.DETECTOR, dead_air.DETECTOR)
+# on a final: the checklist first (a customer's words can make a step due), then the intents, then
+# the temperature (the intents weigh in)
+BUILT_IN: tuple[Detector, ...] = (
+    violations.DETECTOR,
+    checklist.DETECTOR,
+    intents.DETECTOR,
+    emotion.DETECTOR,
+    dead_air.DETECTOR,
+)
 
 _registered: list[Detector] = list(BUILT_IN)
 

@@ -2,10 +2,13 @@
 
 ``process`` is synchronous and may embed text, so callers run it off the event loop (see
 ``coach.sink``). It is ``redact`` (cheap: the transcript as it may be published) then ``coach``
-(matching, embedding, retrieval), which a live call runs later, in its own worker. State per call: the recent finals, what was already alerted (one alert per
-category and speech segment: a partial that fired is not repeated by its final), the checklist,
-the emotion curve and what the scorecard needs. The unredacted text never leaves this object:
-every transcript and evidence string is redacted before it is returned.
+(matching, embedding, retrieval), which a live call runs later, in its own worker. What reads
+the call is the registered detectors (``coach.detectors``), run in their order at each moment
+(utterance, final, silence, start and end); the session turns their findings into events. State
+per call: the recent finals, what was already alerted (one alert per category and speech segment:
+a partial that fired is not repeated by its final), the trackers of the detectors that follow the
+call (the checklist, the emotion curve) and what the scorecard needs. The unredacted text never
+leaves this object: every transcript and evidence string is redacted before it is returned.
 """
 
 from __future__ import annotations
@@ -17,9 +20,19 @@ from typing import Any, Literal
 
 from coach import checklist
 from coach.compiled import CompiledRules
-from coach.detector import AlertFinding, Detector, Finding, Silence, UtteranceContext
+from coach.detector import (
+    AlertFinding,
+    CallEnd,
+    Detector,
+    EmotionFinding,
+    Finding,
+    IntentFinding,
+    Silence,
+    StepFinding,
+    Tracker,
+    UtteranceContext,
+)
 from coach.detectors import registered
-from coach.emotion import EmotionCurve
 from coach.judge import JudgeRunner, Reading
 from coach.matcher import Units, prepare
 from coach.redact_stream import StreamRedactor
@@ -84,8 +97,14 @@ class CoachSession:
         self.redactor = StreamRedactor()  # numbers read across utterances
         self.alerted: set[tuple[str, str | None, int]] = set()
         self.intents_seen: set[tuple[str, str | None, int]] = set()
-        self.checklist, self._initial_changes = checklist.initial_checklist(rules, self.lang)
-        self.curve = EmotionCurve()
+        # the detectors that follow the call (checklist, emotion): one tracker each, and what they
+        # found before anyone spoke (published by ``started``)
+        self.trackers: dict[str, Tracker] = {}
+        self._at_start: list[Finding] = []
+        for detector in self.detectors:
+            if detector.track is not None:
+                self.trackers[detector.name], found = detector.track(rules, self.lang)
+                self._at_start += found
         self.last_speech_end = 0.0
         self.speaking: dict[Channel, float | None] = {"agent": None, "customer": None}  # open segment start
         self.silence_alerted: dict[str, float] = {}  # detector name -> the gap start it alerted on
@@ -132,7 +151,8 @@ class CoachSession:
         return reading if utt.final else reading.only(fatal)
 
     def started(self) -> list[Event]:
-        return [self._checklist_event(c, 0.0) for c in self._initial_changes]
+        now, later = self._found(self._at_start, None, "final", 0.0)
+        return now + later
 
     def process(self, event: Event) -> list[Event]:
         """Everything for one event, in order: ``redact`` then ``coach`` (a replay, or a call
@@ -183,9 +203,13 @@ class CoachSession:
         window = Window(utt, tuple(self.history))
         units = prepare(utt.text, self.embedder if self.rules.semantic else None)
         ctx = UtteranceContext(window, replace(units, reading=self._read(utt, units)), self.rules)
+        found: list[Finding] = []
         for detector in self.detectors:
             if detector.utterance is not None:
-                out += self._found(detector.utterance(ctx), utt, "final" if final else "partial")[0]
+                findings = detector.utterance(replace(ctx, found=tuple(found)))
+                found += findings
+                now, later = self._found(findings, utt, "final" if final else "partial")
+                out += now + later
         if not final and isinstance(payload, TranscriptPartial):
             out += self._early_suggestion(utt, payload.stable_text)
         if final:
@@ -196,39 +220,24 @@ class CoachSession:
         return out
 
     def _final(self, ctx: UtteranceContext) -> list[Event]:
-        window, units = ctx.window, ctx.units
-        utt = window.current
+        utt = ctx.window.current
         out: list[Event] = []
-        self.checklist, changes = checklist.advance(self.checklist, window, units, self.rules)
-        out += [self._checklist_event(c, utt.t_end) for c in changes]
-        out += self._missed_alerts(changes, utt.t_end)
-        names: list[str] = []
+        later: list[Event] = []  # the temperature goes out after the procedures it informs
+        found: list[Finding] = []
         for detector in self.detectors:
-            if detector.final is not None:
-                events, intents = self._found(detector.final(ctx), utt, "final")
-                out += events
-                names += intents
-        if utt.channel != "customer":
-            return out
-        last_agent = next((u for u in reversed(self.history) if u.channel == "agent"), None)
-        overtalk = last_agent is not None and utt.t_start < last_agent.t_end - 0.3
-        prev_end = self.history[-1].t_end if self.history else utt.t_start
-        judged = units.reading.temperature if units.reading is not None else None
-        self.curve, reading = self.curve.update(
-            utt.text,
-            utt.lang,
-            utt.prosody,
-            names,
-            overtalk=overtalk,
-            waited_s=utt.t_start - prev_end,
-            judged=judged,
-        )
-        self.temperatures.append((utt.t_end, reading.temperature))
-        out += self._suggest(utt, names)
-        out.append(Event("emotion", self.call_id, "customer", utt.t_start, utt.t_end,
-                         Emotion(reading.temperature, reading.utterance, reading.label, reading.drivers,
-                                 reading.warning)))  # fmt: skip
-        return out
+            tracker = self.trackers.get(detector.name)
+            step = tracker.final if tracker is not None else detector.final
+            if step is None:
+                continue
+            findings = step(replace(ctx, found=tuple(found)))
+            found += findings
+            now, after = self._found(findings, utt, "final")
+            out += now
+            later += after
+        if utt.channel == "customer":
+            names = [f.rule.rule.intent for f in found if isinstance(f, IntentFinding)]
+            out += self._suggest(utt, names)
+        return out + later
 
     def _early_suggestion(self, utt: Utterance, stable: str) -> list[Event]:
         """A long customer turn: once its committed words say enough, look for a procedure
@@ -286,26 +295,49 @@ class CoachSession:
     # ------------------------------------------------------------------ alerts
 
     def _found(
-        self, findings: Sequence[Finding], utt: Utterance, source: AlertSource
-    ) -> tuple[list[Event], list[str]]:
-        """A detector's findings on an utterance as events (each alert once per category and
-        segment, each intent once per name and segment), and the names of the intents found."""
-        out: list[Event] = []
-        names: list[str] = []
+        self, findings: Sequence[Finding], utt: Utterance | None, source: AlertSource, t: float = 0.0
+    ) -> tuple[list[Event], list[Event]]:
+        """One detector's findings as events: those to publish now, and the temperature, which
+        goes out after the suggestions. On an utterance, or at time ``t`` (the call's start or end)
+        when ``utt`` is None. Each alert once per category and segment, each intent once per name
+        and segment; a missed mandatory step's alert after the batch's checklist events."""
+        channel = utt.channel if utt is not None else None
+        segment = utt.segment if utt is not None else -1
+        t_start, t_end = (utt.t_start, utt.t_end) if utt is not None else (t, t)
+        now: list[Event] = []
+        later: list[Event] = []
+        steps: list[checklist.Change] = []
         for finding in findings:
             if isinstance(finding, AlertFinding):
-                out += self._alert(finding, utt.channel, utt.segment, source)
-                continue
-            intent = finding.rule.rule
-            names.append(intent.intent)
-            key = (intent.intent, utt.channel, utt.segment)
-            if key in self.intents_seen:
-                continue
-            self.intents_seen.add(key)
-            out.append(Event("intent", self.call_id, utt.channel, utt.t_start, utt.t_end,
-                             Intent(intent.intent, finding.confidence, redact(finding.hit.evidence, utt.lang),
-                                    intent.id)))  # fmt: skip
-        return out, names
+                now += self._alert(finding, channel, segment, source)
+            elif isinstance(finding, StepFinding):
+                steps.append(finding.change)
+                now.append(self._checklist_event(finding.change, t_end))
+            elif isinstance(finding, EmotionFinding):
+                r = finding.reading
+                self.temperatures.append((t_end, r.temperature))
+                later.append(Event("emotion", self.call_id, "customer", t_start, t_end,
+                                   Emotion(r.temperature, r.utterance, r.label, r.drivers, r.warning)))  # fmt: skip
+            else:
+                now += self._intent(finding, channel, segment, t_start, t_end, utt.lang if utt else self.lang)
+        return now + self._missed_alerts(steps, t_end), later
+
+    def _intent(
+        self,
+        found: IntentFinding,
+        channel: Channel | None,
+        segment: int,
+        t_start: float,
+        t_end: float,
+        lang: str,
+    ) -> list[Event]:
+        intent = found.rule.rule
+        key = (intent.intent, channel, segment)
+        if key in self.intents_seen:
+            return []
+        self.intents_seen.add(key)
+        payload = Intent(intent.intent, found.confidence, redact(found.hit.evidence, lang), intent.id)
+        return [Event("intent", self.call_id, channel, t_start, t_end, payload)]
 
     def _alert(
         self, finding: AlertFinding, channel: Channel | None, segment: int, source: AlertSource
@@ -375,8 +407,11 @@ class CoachSession:
         return replace(ended, stats=stats)
 
     def _finish(self, t_end: float) -> list[Event]:
-        changes = checklist.finish(self.checklist, self.rules, self.lang, t_end)
-        out = [self._checklist_event(c, t_end) for c in changes] + self._missed_alerts(changes, t_end)
+        out: list[Event] = []
+        end = CallEnd(t_end, self.rules, self.lang)
+        for tracker in self.trackers.values():
+            now, later = self._found(tracker.end(end), None, "final", t_end)
+            out += now + later
         summary = CallSummary(
             duration_s=max(t_end, self.last_speech_end),
             agent_talk_s=self.talk_s["agent"],

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from coach import dead_air, intents, violations
-from coach.detector import AlertFinding, Detector, Silence, UtteranceContext
+from coach import checklist, dead_air, emotion, intents, violations
+from coach.compiled import CompiledRules
+from coach.detector import AlertFinding, CallEnd, Detector, Silence, UtteranceContext
 from coach.detectors import BUILT_IN, register, registered, unregister
 from coach.engine import Coach
 from coach.session import CoachSession
@@ -78,15 +79,23 @@ def alerts(events: list[Event]) -> list[Alert]:
 
 
 def test_the_built_in_detectors_run_in_a_fixed_order() -> None:
-    assert BUILT_IN == (violations.DETECTOR, intents.DETECTOR, dead_air.DETECTOR)
-    assert [d.name for d in registered()] == ["violations", "intents", "dead_air"]
+    assert BUILT_IN == (
+        violations.DETECTOR,
+        checklist.DETECTOR,
+        intents.DETECTOR,
+        emotion.DETECTOR,
+        dead_air.DETECTOR,
+    )
+    assert [d.name for d in registered()] == ["violations", "checklist", "intents", "emotion", "dead_air"]
 
 
 def test_a_registered_detector_alerts_from_a_real_session(coach: Coach, with_test_detectors: None) -> None:
     session = coach.session("c1", "en")
     assert [d.name for d in session.detectors] == [
         "violations",
+        "checklist",
         "intents",
+        "emotion",
         "dead_air",
         "shouting",
         "long_silence",
@@ -142,3 +151,50 @@ def test_a_session_can_be_given_its_own_detectors(coach: Coach) -> None:
     started(session)
     events = final(session, "agent", "YOU IDIOT, LISTEN TO ME", 0.0, 2.0, 1)
     assert [a.category for a in alerts(events)] == ["shouting"]  # the built-in violations do not run
+
+
+class Apologies:
+    """A detector that follows the call: the third apology of the agent is one too many."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def final(self, ctx: UtteranceContext) -> list[AlertFinding]:
+        utt = ctx.window.current
+        if utt.channel != "agent" or "sorry" not in utt.text.lower():
+            return []
+        self.count += 1
+        if self.count != 3:
+            return []
+        return [
+            AlertFinding(
+                "over_apologising", "general", "test.sorry", "Fewer apologies, more solutions.", utt.text,
+                "third apology", utt.t_start, utt.t_end,
+            )
+        ]  # fmt: skip
+
+    def end(self, end: CallEnd) -> list[AlertFinding]:
+        return []
+
+
+def track_apologies(rules: CompiledRules, lang: str) -> tuple[Apologies, list[AlertFinding]]:
+    return Apologies(), []
+
+
+def test_a_registered_tracker_follows_its_call(coach: Coach) -> None:
+    register(Detector("apologies", track=track_apologies))
+    try:
+        first, second = coach.session("c4", "en"), coach.session("c5", "en")
+    finally:
+        unregister("apologies")
+    started(first)
+    started(second)
+    found = []
+    for i in range(4):
+        found += alerts(final(first, "agent", "I am sorry about that.", 2.0 * i, 2.0 * i + 1, i + 1))
+    assert [(a.category, a.source) for a in found] == [("over_apologising", "final")]
+    assert found[0].evidence == "I am sorry about that."
+    # each call has its own tracker
+    assert alerts(final(second, "agent", "I am sorry about that.", 0.0, 1.0, 1)) == []
+    with pytest.raises(ValueError, match="through its tracker only"):
+        Detector("both", utterance=shouting, track=track_apologies)
