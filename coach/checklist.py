@@ -7,6 +7,7 @@ before (``before``: account details before identity verification, an investment 
 risk disclosure), or at the end of the call for ``by_end`` steps. ``done`` is checked before
 ``before`` on the same utterance ("our fund ..., but investments can fall as well as rise" is done).
 Only finals move the checklist: a partial has not yet said what the end of the sentence may add.
+``DETECTOR`` is how the session runs it (``coach.detectors``): one ``ChecklistTracker`` per call.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from coach.compiled import CompiledRules, CompiledStep
+from coach.detector import CallEnd, Detector, StepFinding, UtteranceContext
 from coach.matcher import Units
 from coach.window import Window
 
@@ -128,3 +130,25 @@ def finish(state: ChecklistState, rules: CompiledRules, lang: str, t_end: float)
             status = StepStatus(spec.step.step, "missed", spec.step.mandatory, "the call ended first", t_end)
             changes.append(Change(status, spec))
     return changes
+
+
+class ChecklistTracker:
+    """One call's checklist: ``advance`` on each final, ``finish`` at the end."""
+
+    def __init__(self, state: ChecklistState) -> None:
+        self.state = state
+
+    def final(self, ctx: UtteranceContext) -> list[StepFinding]:
+        self.state, changes = advance(self.state, ctx.window, ctx.units, ctx.rules)
+        return [StepFinding(c) for c in changes]
+
+    def end(self, end: CallEnd) -> list[StepFinding]:
+        return [StepFinding(c) for c in finish(self.state, end.rules, end.lang, end.t_end)]
+
+
+def _track(rules: CompiledRules, lang: str) -> tuple[ChecklistTracker, list[StepFinding]]:
+    state, changes = initial_checklist(rules, lang)
+    return ChecklistTracker(state), [StepFinding(c) for c in changes]
+
+
+DETECTOR = Detector("checklist", track=_track)

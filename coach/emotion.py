@@ -5,7 +5,9 @@ Words: VADER for English (with the call-centre cues it lacks: "still haven't", "
 (a cancel threat is heated whatever the words). Voice: loudness, pitch and pace against the
 caller's own baseline (their first utterances), so a naturally loud caller is not "angry", plus
 talking over the agent and having waited through silence. The call's curve is an exponential
-moving average; a fast fall raises a warning before abuse happens.
+moving average; a fast fall raises a warning before abuse happens. ``DETECTOR`` is how the session
+runs it (``coach.detectors``): one ``EmotionTracker`` per call, stepped on the customer's finals
+after the intents are read.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any, Literal
 
+from coach.compiled import CompiledRules
+from coach.detector import CallEnd, Detector, EmotionFinding, IntentFinding, UtteranceContext
 from sidecar.kernel.events import Prosody
 
 Label = Literal["angry", "negative", "neutral", "positive"]
@@ -196,3 +200,44 @@ class EmotionCurve:
         base = self.baseline.add(prosody) if prosody is not None and arousal == 0.0 else self.baseline
         curve = replace(self, temperature=temp, history=history, baseline=base)
         return curve, Reading(round(temp, 3), round(score, 3), label_for(temp), tuple(drivers), warning)
+
+
+OVERTALK_S = 0.3  # the customer starting this long before the agent's last words ended
+
+
+class EmotionTracker:
+    """One call's curve, updated on each customer final with the intents found in it, whether
+    they talked over the agent, how long they waited, and the judge's reading of the tone."""
+
+    def __init__(self) -> None:
+        self.curve = EmotionCurve()
+
+    def final(self, ctx: UtteranceContext) -> list[EmotionFinding]:
+        utt, history = ctx.window.current, ctx.window.history
+        if utt.channel != "customer":
+            return []
+        intents = [f.rule.rule.intent for f in ctx.found if isinstance(f, IntentFinding)]
+        last_agent = next((u for u in reversed(history) if u.channel == "agent"), None)
+        overtalk = last_agent is not None and utt.t_start < last_agent.t_end - OVERTALK_S
+        prev_end = history[-1].t_end if history else utt.t_start
+        judged = ctx.units.reading.temperature if ctx.units.reading is not None else None
+        self.curve, reading = self.curve.update(
+            utt.text,
+            utt.lang,
+            utt.prosody,
+            intents,
+            overtalk=overtalk,
+            waited_s=utt.t_start - prev_end,
+            judged=judged,
+        )
+        return [EmotionFinding(reading)]
+
+    def end(self, end: CallEnd) -> list[EmotionFinding]:
+        return []
+
+
+def _track(rules: CompiledRules, lang: str) -> tuple[EmotionTracker, list[EmotionFinding]]:
+    return EmotionTracker(), []
+
+
+DETECTOR = Detector("emotion", track=_track)

@@ -12,13 +12,14 @@ import asyncio
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 from coach.compiled import CompiledRules, compile_rules
 from coach.judge import JudgeRunner, JudgeSettings, budget_s, fit_judge, load_panel, panel_keys
 from coach.rules import DEFAULT_PACK, RulePackError, RuleSet, fingerprint, load_rules
 from coach.session import CoachSession
+from coach.suggestions import SuggestionPolicy
 from knowledge.embed import Embedder, load_embedder
-from knowledge.policy import SuggestionPolicy
 from sidecar.kernel.errors import AssistError
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,12 @@ class Coach:
         return JudgeRunner(judge, budget_s())
 
     def session(
-        self, call_id: str, lang: str, knowledge: SuggestionPolicy | None = None, *, dead_air: bool = True
+        self,
+        call_id: str,
+        lang: str,
+        knowledge: SuggestionPolicy[Any] | None = None,
+        *,
+        dead_air: bool = True,
     ) -> CoachSession:
         """``dead_air``: coach silences (a live call); off for a text chat, whose typing gaps are not."""
         session = CoachSession(

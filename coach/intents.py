@@ -1,21 +1,15 @@
 """Customer intents: every intent rule of the speaker's side that matches the current utterance,
-at most one hit per intent name (the first rule wins), most confident first."""
+at most one hit per intent name (the first rule wins), most confident first. ``DETECTOR`` is how the
+session runs it (``coach.detectors``): on customer finals."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from coach.compiled import CompiledIntent, CompiledRules
-from coach.matcher import Hit, Units
+from coach.compiled import CompiledRules
+from coach.detector import Detector, IntentFinding, UtteranceContext
+from coach.matcher import Units
 from coach.window import Window
-
-
-@dataclass(frozen=True, slots=True)
-class IntentFinding:
-    rule: CompiledIntent
-    hit: Hit
-    confidence: float
 
 
 def detect_intents(window: Window, rules: CompiledRules, units: Units) -> list[IntentFinding]:
@@ -71,3 +65,12 @@ def _sentence_of(evidence: str, sentences: Sequence[str]) -> int | None:
     if len(sentences) < 2 or not evidence:
         return None
     return next((i for i, s in enumerate(sentences) if evidence in s), None)
+
+
+def _customer_intents(ctx: UtteranceContext) -> list[IntentFinding]:
+    if ctx.window.current.channel != "customer":
+        return []
+    return detect_intents(ctx.window, ctx.rules, ctx.units)
+
+
+DETECTOR = Detector("intents", final=_customer_intents)

@@ -2,29 +2,44 @@
 
 ``process`` is synchronous and may embed text, so callers run it off the event loop (see
 ``coach.sink``). It is ``redact`` (cheap: the transcript as it may be published) then ``coach``
-(matching, embedding, retrieval), which a live call runs later, in its own worker. State per call: the recent finals, what was already alerted (one alert per
-category and speech segment: a partial that fired is not repeated by its final), the checklist,
-the emotion curve and what the scorecard needs. The unredacted text never leaves this object:
-every transcript and evidence string is redacted before it is returned.
+(matching, embedding, retrieval), which a live call runs later, in its own worker. What reads
+the call is the registered detectors (``coach.detectors``), run in their order at each moment
+(utterance, final, silence, start and end); the session turns their findings into events. State
+per call: the recent finals, what was already alerted (one alert per category and speech segment:
+a partial that fired is not repeated by its final), the trackers of the detectors that follow the
+call (the checklist, the emotion curve) and what the scorecard needs. The unredacted text never
+leaves this object: every transcript and evidence string is redacted before it is returned.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any, Literal
 
 from coach import checklist
 from coach.compiled import CompiledRules
-from coach.emotion import EmotionCurve
-from coach.intents import detect_intents
+from coach.detector import (
+    AlertFinding,
+    CallEnd,
+    Detector,
+    EmotionFinding,
+    Finding,
+    IntentFinding,
+    Silence,
+    StepFinding,
+    Tracker,
+    UtteranceContext,
+)
+from coach.detectors import registered
 from coach.judge import JudgeRunner, Reading
 from coach.matcher import Units, prepare
 from coach.redact_stream import StreamRedactor
 from coach.scorecard import AlertRecord, CallSummary, scorecard
-from coach.violations import Finding, detect_dead_air, detect_violations
+from coach.suggestions import SuggestionPolicy
 from coach.window import Utterance, Window
 from knowledge.embed import Embedder
-from knowledge.policy import PolicyState, SuggestionPolicy
 from sidecar.kernel.events import (
     Alert,
     CallEnded,
@@ -43,6 +58,7 @@ from sidecar.kernel.text import is_chinese
 
 HISTORY = 64  # finals kept for context conditions and the hold lookback
 EARLY_WORDS = 10  # committed words of a customer turn before a procedure is looked for
+AlertSource = Literal["partial", "final", "timing"]  # what a detector's alert was read on
 CONTINUATION_S = 1.5  # a speaker's pause shorter than this, nobody else speaking: one turn cut in two
 
 
@@ -57,19 +73,22 @@ class CoachSession:
         lang: str,
         rules: CompiledRules,
         embedder: Embedder | None,
-        knowledge: SuggestionPolicy | None = None,
+        knowledge: SuggestionPolicy[Any] | None = None,
         *,
         judge: JudgeRunner | None = None,
         dead_air: bool = True,
+        detectors: Sequence[Detector] | None = None,
     ) -> None:
         self.call_id = call_id
         # silences are coached (off for a text chat: a typing gap is not dead air)
         self.dead_air = dead_air
+        # what reads the call, in order: the registered detectors as the call starts (coach.detectors)
+        self.detectors = tuple(detectors) if detectors is not None else registered()
         self.judge = judge
         self.judge_misses = 0  # utterances the judge did not read in time (or failed on)
         self.judge_ms: list[float] = []
         self.knowledge = knowledge
-        self.knowledge_state = PolicyState()
+        self.knowledge_state: Any = None if knowledge is None else knowledge.initial_state()
         self.early_suggested: set[tuple[str, int]] = set()
         self.lang = lang if lang in ("en", "zh") else "en"
         self.rules = rules
@@ -78,11 +97,17 @@ class CoachSession:
         self.redactor = StreamRedactor()  # numbers read across utterances
         self.alerted: set[tuple[str, str | None, int]] = set()
         self.intents_seen: set[tuple[str, str | None, int]] = set()
-        self.checklist, self._initial_changes = checklist.initial_checklist(rules, self.lang)
-        self.curve = EmotionCurve()
+        # the detectors that follow the call (checklist, emotion): one tracker each, and what they
+        # found before anyone spoke (published by ``started``)
+        self.trackers: dict[str, Tracker] = {}
+        self._at_start: list[Finding] = []
+        for detector in self.detectors:
+            if detector.track is not None:
+                self.trackers[detector.name], found = detector.track(rules, self.lang)
+                self._at_start += found
         self.last_speech_end = 0.0
         self.speaking: dict[Channel, float | None] = {"agent": None, "customer": None}  # open segment start
-        self.dead_air_from: float | None = None  # gap start already alerted
+        self.silence_alerted: dict[str, float] = {}  # detector name -> the gap start it alerted on
         self.talk_s: dict[Channel, float] = {"agent": 0.0, "customer": 0.0}
         self.alert_log: list[AlertRecord] = []
         self.temperatures: list[tuple[float, float]] = []
@@ -126,7 +151,8 @@ class CoachSession:
         return reading if utt.final else reading.only(fatal)
 
     def started(self) -> list[Event]:
-        return [self._checklist_event(c, 0.0) for c in self._initial_changes]
+        now, later = self._found(self._at_start, None, "final", 0.0)
+        return now + later
 
     def process(self, event: Event) -> list[Event]:
         """Everything for one event, in order: ``redact`` then ``coach`` (a replay, or a call
@@ -176,55 +202,42 @@ class CoachSession:
         self.speaking[utt.channel] = None if final else utt.t_start
         window = Window(utt, tuple(self.history))
         units = prepare(utt.text, self.embedder if self.rules.semantic else None)
-        units = replace(units, reading=self._read(utt, units))
-        for finding in detect_violations(window, self.rules, units):
-            out += self._alert(finding, utt.channel, utt.segment, "final" if final else "partial")
+        ctx = UtteranceContext(window, replace(units, reading=self._read(utt, units)), self.rules)
+        found: list[Finding] = []
+        for detector in self.detectors:
+            if detector.utterance is not None:
+                findings = detector.utterance(replace(ctx, found=tuple(found)))
+                found += findings
+                now, later = self._found(findings, utt, "final" if final else "partial")
+                out += now + later
         if not final and isinstance(payload, TranscriptPartial):
             out += self._early_suggestion(utt, payload.stable_text)
         if final:
-            out += self._final(window, units)
+            out += self._final(ctx)
             self.history.append(utt)
             self.talk_s[utt.channel] += max(0.0, utt.t_end - utt.t_start)
             self.last_speech_end = max(self.last_speech_end, utt.t_end)
         return out
 
-    def _final(self, window: Window, units: Units) -> list[Event]:
-        utt = window.current
+    def _final(self, ctx: UtteranceContext) -> list[Event]:
+        utt = ctx.window.current
         out: list[Event] = []
-        self.checklist, changes = checklist.advance(self.checklist, window, units, self.rules)
-        out += [self._checklist_event(c, utt.t_end) for c in changes]
-        out += self._missed_alerts(changes, utt.t_end)
-        if utt.channel != "customer":
-            return out
-        names = []
-        for found in detect_intents(window, self.rules, units):
-            key = (found.rule.rule.intent, utt.channel, utt.segment)
-            names.append(found.rule.rule.intent)
-            if key in self.intents_seen:
+        later: list[Event] = []  # the temperature goes out after the procedures it informs
+        found: list[Finding] = []
+        for detector in self.detectors:
+            tracker = self.trackers.get(detector.name)
+            step = tracker.final if tracker is not None else detector.final
+            if step is None:
                 continue
-            self.intents_seen.add(key)
-            out.append(Event("intent", self.call_id, utt.channel, utt.t_start, utt.t_end,
-                             Intent(found.rule.rule.intent, found.confidence, redact(found.hit.evidence, utt.lang),
-                                    found.rule.rule.id)))  # fmt: skip
-        last_agent = next((u for u in reversed(self.history) if u.channel == "agent"), None)
-        overtalk = last_agent is not None and utt.t_start < last_agent.t_end - 0.3
-        prev_end = self.history[-1].t_end if self.history else utt.t_start
-        judged = units.reading.temperature if units.reading is not None else None
-        self.curve, reading = self.curve.update(
-            utt.text,
-            utt.lang,
-            utt.prosody,
-            names,
-            overtalk=overtalk,
-            waited_s=utt.t_start - prev_end,
-            judged=judged,
-        )
-        self.temperatures.append((utt.t_end, reading.temperature))
-        out += self._suggest(utt, names)
-        out.append(Event("emotion", self.call_id, "customer", utt.t_start, utt.t_end,
-                         Emotion(reading.temperature, reading.utterance, reading.label, reading.drivers,
-                                 reading.warning)))  # fmt: skip
-        return out
+            findings = step(replace(ctx, found=tuple(found)))
+            found += findings
+            now, after = self._found(findings, utt, "final")
+            out += now
+            later += after
+        if utt.channel == "customer":
+            names = [f.rule.rule.intent for f in found if isinstance(f, IntentFinding)]
+            out += self._suggest(utt, names)
+        return out + later
 
     def _early_suggestion(self, utt: Utterance, stable: str) -> list[Event]:
         """A long customer turn: once its committed words say enough, look for a procedure
@@ -247,7 +260,7 @@ class CoachSession:
         self.knowledge_state = state
         out = []
         for firing in firings:
-            snippet = self.knowledge.knowledge.get(firing.snippet_id)
+            snippet = self.knowledge.snippet(firing.snippet_id)
             if snippet is None:  # withdrawn since the search
                 continue
             reason = redact(firing.reason, utt.lang)
@@ -281,26 +294,86 @@ class CoachSession:
 
     # ------------------------------------------------------------------ alerts
 
-    def _alert(self, finding: Finding, channel: Channel | None, segment: int, source: str) -> list[Event]:
-        rule = finding.rule.rule
-        key = (rule.category, channel, segment)
+    def _found(
+        self, findings: Sequence[Finding], utt: Utterance | None, source: AlertSource, t: float = 0.0
+    ) -> tuple[list[Event], list[Event]]:
+        """One detector's findings as events: those to publish now, and the temperature, which
+        goes out after the suggestions. On an utterance, or at time ``t`` (the call's start or end)
+        when ``utt`` is None. Each alert once per category and segment, each intent once per name
+        and segment; a missed mandatory step's alert after the batch's checklist events."""
+        channel = utt.channel if utt is not None else None
+        segment = utt.segment if utt is not None else -1
+        t_start, t_end = (utt.t_start, utt.t_end) if utt is not None else (t, t)
+        now: list[Event] = []
+        later: list[Event] = []
+        steps: list[checklist.Change] = []
+        for finding in findings:
+            if isinstance(finding, AlertFinding):
+                now += self._alert(finding, channel, segment, source)
+            elif isinstance(finding, StepFinding):
+                steps.append(finding.change)
+                now.append(self._checklist_event(finding.change, t_end))
+            elif isinstance(finding, EmotionFinding):
+                r = finding.reading
+                self.temperatures.append((t_end, r.temperature))
+                later.append(Event("emotion", self.call_id, "customer", t_start, t_end,
+                                   Emotion(r.temperature, r.utterance, r.label, r.drivers, r.warning)))  # fmt: skip
+            else:
+                now += self._intent(finding, channel, segment, t_start, t_end, utt.lang if utt else self.lang)
+        return now + self._missed_alerts(steps, t_end), later
+
+    def _intent(
+        self,
+        found: IntentFinding,
+        channel: Channel | None,
+        segment: int,
+        t_start: float,
+        t_end: float,
+        lang: str,
+    ) -> list[Event]:
+        intent = found.rule.rule
+        key = (intent.intent, channel, segment)
+        if key in self.intents_seen:
+            return []
+        self.intents_seen.add(key)
+        payload = Intent(intent.intent, found.confidence, redact(found.hit.evidence, lang), intent.id)
+        return [Event("intent", self.call_id, channel, t_start, t_end, payload)]
+
+    def _alert(
+        self, finding: AlertFinding, channel: Channel | None, segment: int, source: AlertSource
+    ) -> list[Event]:
+        key = (finding.category, channel, segment)
         if key in self.alerted:
             return []
         self.alerted.add(key)
-        self.alert_log.append(AlertRecord(rule.category, rule.severity, finding.t_end))
+        self.alert_log.append(AlertRecord(finding.category, finding.severity, finding.t_end))
         lang = self.lang
-        payload = Alert(rule.category, rule.severity, rule.id, rule.message, redact(finding.hit.evidence, lang),
-                        None, rule.snippet, source, redact(finding.hit.reason, lang))  # type: ignore[arg-type]  # fmt: skip
+        payload = Alert(finding.category, finding.severity, finding.rule_id, finding.message,
+                        redact(finding.evidence, lang), None, finding.snippet, source,
+                        redact(finding.reason, lang))  # fmt: skip
         return [Event("alert", self.call_id, channel, finding.t_start, finding.t_end, payload)]
 
     def _dead_air(self, gap_start: float, gap_end: float) -> list[Event]:
-        if not self.dead_air or self.dead_air_from == gap_start or not self.history:
+        """The silence detectors on a gap in the speech: each alerts at most once per gap."""
+        if not self.dead_air or not self.history:
             return []
-        finding = detect_dead_air(tuple(self.history), gap_start, gap_end, self.rules, self.history[-1].lang)
-        if finding is None:
+        waiting = [
+            d
+            for d in self.detectors
+            if d.silence is not None and self.silence_alerted.get(d.name) != gap_start
+        ]
+        if not waiting:
             return []
-        self.dead_air_from = gap_start
-        return self._alert(finding, None, -int(gap_start * 1000) - 1, "timing")
+        gap = Silence(tuple(self.history), gap_start, gap_end, self.rules, self.history[-1].lang)
+        out: list[Event] = []
+        for detector in waiting:
+            assert detector.silence is not None
+            findings = detector.silence(gap)
+            if findings:
+                self.silence_alerted[detector.name] = gap_start
+            for finding in findings:
+                out += self._alert(finding, None, -int(gap_start * 1000) - 1, "timing")
+        return out
 
     def _checklist_event(self, change: checklist.Change, t: float) -> Event:
         s = change.status
@@ -334,8 +407,11 @@ class CoachSession:
         return replace(ended, stats=stats)
 
     def _finish(self, t_end: float) -> list[Event]:
-        changes = checklist.finish(self.checklist, self.rules, self.lang, t_end)
-        out = [self._checklist_event(c, t_end) for c in changes] + self._missed_alerts(changes, t_end)
+        out: list[Event] = []
+        end = CallEnd(t_end, self.rules, self.lang)
+        for tracker in self.trackers.values():
+            now, later = self._found(tracker.end(end), None, "final", t_end)
+            out += now + later
         summary = CallSummary(
             duration_s=max(t_end, self.last_speech_end),
             agent_talk_s=self.talk_s["agent"],

@@ -31,12 +31,13 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from coach.engine import Coach
 from coach.session import CoachSession
-from knowledge.policy import SuggestionPolicy
+from coach.suggestions import SuggestionPolicy
 from sidecar.kernel.bus import Bus
 from sidecar.kernel.events import CallEnded, CallStarted, Event
 
@@ -97,7 +98,7 @@ class CoachSink:
         bus: Bus,
         *,
         tick_s: float = 0.5,
-        knowledge: SuggestionPolicy | None = None,
+        knowledge: SuggestionPolicy[Any] | None = None,
         dead_air: bool = True,
         background: bool = False,
         max_pending: int = MAX_PENDING,

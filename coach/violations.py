@@ -1,23 +1,21 @@
-"""Violations: pure functions from the call window (and the compiled rules) to findings.
+"""Violations: a pure function from the call window (and the compiled rules) to findings.
 
-``detect_violations`` looks at the current utterance (a partial or a final) of the speaking side;
-``detect_dead_air`` at the silence between utterances. Neither remembers anything: the session
-decides what was already alerted (one alert per category and speech segment).
+``detect_violations`` looks at the current utterance (a partial or a final) of the speaking side.
+It remembers nothing: the session decides what was already alerted (one alert per category and
+speech segment). ``DETECTOR`` is how the session runs it (``coach.detectors``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coach.compiled import CompiledRule, CompiledRules
+from coach.detector import AlertFinding, Detector, UtteranceContext
 from coach.matcher import Hit, Units
 from coach.window import Utterance, Window
 from sidecar.kernel.redact import find_pii
-from sidecar.kernel.text import clauses
 
 # When two categories fire on the same words, the graver one is the finding.
-_HOLD_LOOKBACK_S = 30.0  # a hold announcement counts for the silence right after it
 _SUPERSEDES = {"unprofessional": ("abuse", "discrimination"), "false_promise": ("misleading_claim",)}
 
 
@@ -74,29 +72,11 @@ def detect_violations(window: Window, rules: CompiledRules, units: Units) -> lis
     return list(found.values())
 
 
-def detect_dead_air(
-    history: Sequence[Utterance], gap_start: float, gap_end: float, rules: CompiledRules, lang: str
-) -> Finding | None:
-    """Silence from ``gap_start`` (end of the last speech) to ``gap_end`` (next speech, or now).
+def _alerts(ctx: UtteranceContext) -> list[AlertFinding]:
+    return [
+        AlertFinding.of_rule(f.rule, f.hit, f.t_start, f.t_end)
+        for f in detect_violations(ctx.window, ctx.rules, ctx.units)
+    ]
 
-    Excused when the agent announced a hold shortly before (``excused_by`` within ``excuse_s``).
-    """
-    for rule in rules.rules:
-        timing = rule.rule.match.timing
-        if timing is None or rule.rule.lang not in ("any", lang) or gap_end - gap_start < timing.silence_s:
-            continue
-        # only the agent's last words before the silence can announce it
-        last_agent = next((u for u in reversed(history) if u.channel == "agent"), None)
-        excuse = None
-        if (
-            last_agent is not None
-            and rule.excuse is not None
-            and last_agent.t_end >= gap_start - _HOLD_LOOKBACK_S
-        ):
-            excuse = rule.excuse.lexical(clauses(last_agent.text))
-        if excuse is not None and gap_end - gap_start <= timing.excuse_s:
-            continue
-        seconds = gap_end - gap_start
-        return Finding(rule, Hit(f"{seconds:.0f} s of silence", f"silence ≥ {timing.silence_s:g} s", 1.0),
-                       gap_start, gap_end)  # fmt: skip
-    return None
+
+DETECTOR = Detector("violations", utterance=_alerts)

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import importlib
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,11 +31,15 @@ from typing import TYPE_CHECKING
 from sidecar.kernel.errors import AssistError, ConfigError
 
 if TYPE_CHECKING:
-    from knowledge.dryrun import Suggest
+    from knowledge.dryrun import DryRunReport
     from knowledge.snippets import Status
     from knowledge.store import SnippetStore
 
 DEFAULT_DB = Path("~/.local/share/agent-assist/kb.sqlite3")
+
+# ``kb try``: (draft, calls directory) -> the report. The knowledge base reads neither call files
+# nor runs the coach, so whoever composes them hands this in (``sidecar.kb_try`` for ``assist``).
+TryDrafts = Callable[[Path, Path], "DryRunReport"]
 
 
 def default_db() -> Path:
@@ -108,11 +111,12 @@ def add_kb_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     return kb
 
 
-def run_kb(args: argparse.Namespace) -> int:
-    """Run the ``kb`` subcommand parsed into ``args``; returns the exit status."""
+def run_kb(args: argparse.Namespace, *, try_drafts: TryDrafts | None = None) -> int:
+    """Run the ``kb`` subcommand parsed into ``args``; returns the exit status. ``try`` needs
+    ``try_drafts``."""
     command: str = args.kb_command
     if command == "try":
-        return _try(args.draft, args.calls)
+        return _try(args.draft, args.calls, try_drafts)
     db: Path = args.db.expanduser() if args.db is not None else default_db()
     if command == "import":
         with _open_store(db, create=True) as store:
@@ -228,34 +232,18 @@ def _stats(store: SnippetStore, days: float | None) -> int:
     return 0
 
 
-def _try(draft: Path, calls: Path) -> int:
-    from knowledge.dryrun import dry_run, format_report
+def _try(draft: Path, calls: Path, try_drafts: TryDrafts | None) -> int:
+    from knowledge.dryrun import format_report
 
-    suggest = _offline_suggester()
+    if try_drafts is None:
+        raise ConfigError("`kb try` runs the coach over recorded calls: run it as `assist kb try`")
     with _listing_problems("nothing tried"):
-        report = dry_run(draft, calls, suggest=suggest)
+        report = try_drafts(draft, calls)
     sys.stdout.write(format_report(report))
     return 0
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def _offline_suggester() -> Suggest:
-    """The live suggestion policy's offline form, from ``knowledge.policy`` when it is installed."""
-    try:
-        policy = importlib.import_module("knowledge.policy")
-    except ModuleNotFoundError as exc:
-        if exc.name != "knowledge.policy":
-            raise
-        raise ConfigError(
-            "the suggestion policy (knowledge.policy) is unavailable; `kb try` needs it"
-        ) from None
-    factory = getattr(policy, "offline_suggester", None)
-    if factory is None:
-        raise ConfigError("knowledge.policy has no offline_suggester(); `kb try` needs it")
-    suggest: Suggest = factory()
-    return suggest
 
 
 @contextmanager

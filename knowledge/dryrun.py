@@ -1,10 +1,10 @@
 """Try draft snippets against recorded calls before publishing them (``assist kb try``).
 
-``dry_run`` loads a draft ``kb.jsonl`` and every transcript ``*.jsonl`` of a directory (the replay
-format of ``sidecar.callfile``), hands each call's turns and the draft snippets to a suggestion
-function, and reports which snippets would have fired where, how often each fired, and which never
-did. The suggestion function is injected (the real one is the live suggestion policy), so this
-module does no matching of its own.
+``dry_run`` takes the draft snippets and recorded calls as data (each call's path and its turns:
+whoever calls it reads the call files, see ``sidecar.kb_try``), hands each call's turns and the
+snippets to a suggestion function, and reports which snippets would have fired where, how often
+each fired, and which never did. The suggestion function is injected (the real one is the live
+suggestion policy run by the coach), so this module does no matching of its own.
 
 Customer text and reasons are redacted (``sidecar.kernel.redact``) before they enter the report.
 """
@@ -14,25 +14,26 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from knowledge.policy import Firing
 from knowledge.snippets import KnowledgeError, Snippet, load_snippets_jsonl
-from sidecar.callfile import TranscriptCall, Turn, load_call
-from sidecar.kernel.errors import InputError
 from sidecar.kernel.redact import redact
+from sidecar.kernel.turns import Turn
 
 EXCERPT_CHARS = 80
 
-
-class TranscriptError(InputError):
-    """One or more call transcripts we cannot read; ``problems`` lists each (file:line: why)."""
-
-    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.problems = problems or (message,)
-
-
 Suggest = Callable[[list[Turn], list[Snippet]], Sequence[Firing]]
+
+
+class RecordedCall(Protocol):
+    """A recorded call as the dry run reads it: where it came from and its turns, by end time."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def turns(self) -> tuple[Turn, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +65,8 @@ class SnippetTotal:
 
 @dataclass(frozen=True, slots=True)
 class DryRunReport:
-    draft: Path
     snippets: tuple[Snippet, ...]  # in draft order
-    calls: tuple[CallResult, ...]  # by file name
+    calls: tuple[CallResult, ...]  # in the order given (by file name)
 
     def totals(self) -> list[SnippetTotal]:
         """Every snippet that fired (a draft snippet, or an id the policy made up), most firings
@@ -89,51 +89,29 @@ class DryRunReport:
         return [s for s in self.snippets if s.id not in fired]
 
 
-def dry_run(draft: Path, calls_dir: Path, *, suggest: Suggest) -> DryRunReport:
-    """Run every transcript in ``calls_dir`` through ``suggest`` with the snippets of ``draft``.
-
-    A bad draft raises ``KnowledgeError`` listing every bad line; bad transcripts raise one
-    ``TranscriptError`` (an ``InputError``) listing every bad file (with its line); nothing is run then.
-    """
+def load_draft(draft: Path) -> list[Snippet]:
+    """The draft's snippets; a bad draft raises ``KnowledgeError`` listing every bad line."""
     snippets = load_snippets_jsonl(draft)
     if not snippets:
         raise KnowledgeError(f"{draft}: no snippets to try")
-    if not calls_dir.is_dir():
-        raise InputError(f"{calls_dir}: not a directory of call transcripts")
-    paths = sorted(p for p in calls_dir.glob("*.jsonl") if p.is_file())
-    if not paths:
-        raise InputError(f"{calls_dir}: no transcript files (*.jsonl)")
-
-    calls: list[TranscriptCall] = []
-    problems: list[str] = []
-    for path in paths:
-        try:
-            call = load_call(path)
-        except InputError as exc:
-            problems.append(str(exc))
-            continue
-        assert isinstance(call, TranscriptCall)  # a .jsonl is always a transcript
-        calls.append(call)
-    if len(problems) == 1:
-        raise TranscriptError(problems[0])
-    if problems:
-        listing = "\n".join(f"  {p}" for p in problems)
-        raise TranscriptError(
-            f"{calls_dir}: {len(problems)} bad transcript files:\n{listing}", tuple(problems)
-        )
-
-    results = [_run_call(call, snippets, suggest) for call in calls]
-    return DryRunReport(draft, tuple(snippets), tuple(results))
+    return snippets
 
 
-def _run_call(call: TranscriptCall, snippets: list[Snippet], suggest: Suggest) -> CallResult:
+def dry_run(snippets: Sequence[Snippet], calls: Sequence[RecordedCall], *, suggest: Suggest) -> DryRunReport:
+    """Run every call's turns through ``suggest`` with ``snippets``."""
+    results = [_run_call(call, list(snippets), suggest) for call in calls]
+    return DryRunReport(tuple(snippets), tuple(results))
+
+
+def _run_call(call: RecordedCall, snippets: list[Snippet], suggest: Suggest) -> CallResult:
     turns = list(call.turns)
     firings = sorted(suggest(turns, list(snippets)), key=lambda f: (f.t_s, f.snippet_id))
     rows = tuple(
         FiringRow(f.t_s, f.snippet_id, f.title, f.score, redact(f.reason), _customer_excerpt(turns, f.t_s))
         for f in firings
     )
-    return CallResult(call.path, call.duration_s, rows)
+    duration_s = max((t.end_s for t in turns), default=0.0)
+    return CallResult(call.path, duration_s, rows)
 
 
 def _customer_excerpt(turns: list[Turn], t_s: float) -> str:

@@ -22,7 +22,7 @@ coach found (a cancel threat calls for the offers that keep a customer). Then:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from knowledge.embed import Embedder
     from knowledge.index import SearchHit, SnippetIndex
     from knowledge.store import SnippetStore
-    from sidecar.callfile import Turn
 
 # Intents that deserve their procedure at once, whatever the gap since the last card.
 URGENT_INTENTS = frozenset(
@@ -148,6 +147,14 @@ class SuggestionPolicy:
         self.knowledge = knowledge
         self.config = config or PolicyConfig()
         self.reranker = reranker
+
+    def initial_state(self) -> PolicyState:
+        """A call's state before its first decision."""
+        return PolicyState()
+
+    def snippet(self, snippet_id: str) -> Snippet | None:
+        """The published snippet behind a firing (None once withdrawn)."""
+        return self.knowledge.get(snippet_id)
 
     def warm_up(self) -> None:
         """Load every model and embed the snippets now, not on the call's first question."""
@@ -318,51 +325,3 @@ def agent_search(
     hits = knowledge.search(text, k=max(16, 3 * k), lang=lang)
     snippets = [s for h in hits if (s := knowledge.get(h.snippet_id)) is not None]
     return (reranker or default_reranker()).rank(text, snippets)[:k]
-
-
-def offline_suggester() -> Callable[[list[Turn], list[Snippet]], list[Firing]]:
-    """For ``assist kb try``: what the live policy (with the coach's intents) would push on a
-    recorded transcript, against a draft set of snippets."""
-    from coach.engine import Coach
-    from knowledge.store import SnippetStore
-    from sidecar.kernel.events import CallStarted, Event, Suggestion, TranscriptFinal
-
-    coach = Coach()
-    embedder = coach.embedder
-    assert embedder is not None
-    policies: dict[tuple[Snippet, ...], SuggestionPolicy] = {}
-
-    def policy_for(snippets: list[Snippet]) -> SuggestionPolicy:
-        """One index and policy per draft, however many calls it is tried on."""
-        key = tuple(snippets)
-        if key not in policies:
-            store = SnippetStore(":memory:")
-            for snippet in snippets:
-                store.upsert(replace(snippet, status="published"), actor="dry-run")
-            policies[key] = default_policy(StoreKnowledge(store, embedder))
-        return policies[key]
-
-    def suggest(turns: list[Turn], snippets: list[Snippet]) -> list[Firing]:
-        session = coach.session("dry-run", "en", policy_for(snippets))
-        session.process(
-            Event(
-                "call.started",
-                "dry-run",
-                None,
-                0,
-                0,
-                CallStarted("dry-run", "en", ("agent", "customer"), False),
-            )
-        )
-        out: list[Firing] = []
-        for i, turn in enumerate(turns):
-            final = TranscriptFinal(turn.text, (), "en", i + 1)
-            for ev in session.process(
-                Event("transcript.final", "dry-run", turn.channel, turn.start_s, turn.end_s, final)
-            ):
-                if isinstance(ev.payload, Suggestion):
-                    p = ev.payload
-                    out.append(Firing(ev.t_end, p.snippet_id, p.title, p.score, p.reason))
-        return out
-
-    return suggest

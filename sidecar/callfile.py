@@ -15,6 +15,7 @@ from pathlib import Path
 from sidecar.audio import PIPELINE_RATE, Pcm16, resample
 from sidecar.kernel.errors import InputError
 from sidecar.kernel.events import CHANNELS, Channel
+from sidecar.kernel.turns import Turn
 from sidecar.wavfile import read_wav
 
 
@@ -31,14 +32,6 @@ class AudioCall:
 
 
 @dataclass(frozen=True, slots=True)
-class Turn:
-    channel: Channel
-    text: str
-    start_s: float
-    end_s: float
-
-
-@dataclass(frozen=True, slots=True)
 class TranscriptCall:
     path: Path
     turns: tuple[Turn, ...]  # sorted by end time
@@ -51,6 +44,14 @@ class TranscriptCall:
 CallFile = AudioCall | TranscriptCall
 
 
+class TranscriptError(InputError):
+    """One or more call transcripts we cannot read; ``problems`` lists each (file:line: why)."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
+
+
 def load_call(path: Path, mono_channel: Channel = "customer") -> CallFile:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
@@ -58,6 +59,32 @@ def load_call(path: Path, mono_channel: Channel = "customer") -> CallFile:
     if suffix in (".wav", ".wave"):
         return load_audio(path, mono_channel)
     raise InputError(f"{path}: unsupported call file type {suffix or '(none)'!r}; give a .wav or a .jsonl")
+
+
+def load_transcripts(calls_dir: Path) -> list[TranscriptCall]:
+    """Every transcript ``*.jsonl`` of a directory, by file name. Bad files raise one
+    ``TranscriptError`` listing every one of them (with its line); an empty directory is an
+    ``InputError``."""
+    if not calls_dir.is_dir():
+        raise InputError(f"{calls_dir}: not a directory of call transcripts")
+    paths = sorted(p for p in calls_dir.glob("*.jsonl") if p.is_file())
+    if not paths:
+        raise InputError(f"{calls_dir}: no transcript files (*.jsonl)")
+    calls: list[TranscriptCall] = []
+    problems: list[str] = []
+    for path in paths:
+        try:
+            calls.append(load_transcript(path))
+        except InputError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise TranscriptError(problems[0])
+    if problems:
+        listing = "\n".join(f"  {p}" for p in problems)
+        raise TranscriptError(
+            f"{calls_dir}: {len(problems)} bad transcript files:\n{listing}", tuple(problems)
+        )
+    return calls
 
 
 def load_audio(path: Path, mono_channel: Channel = "customer") -> AudioCall:

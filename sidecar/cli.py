@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             return serve(args)
         if args.command == "kb":
             from knowledge.cli import run_kb
+            from sidecar.kb_try import offline_suggester, try_drafts
 
-            return run_kb(args)
+            return run_kb(args, try_drafts=lambda draft, calls: try_drafts(draft, calls, offline_suggester))
         if args.command == "qa":
             from sidecar.qa_run import run_qa_command
 

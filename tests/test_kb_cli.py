@@ -6,20 +6,21 @@ import argparse
 import json
 import re
 import sys
-import types
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from knowledge.cli import add_kb_parser, default_db, index_dir, run_kb
-from knowledge.dryrun import TranscriptError, dry_run, format_report
+from knowledge.cli import TryDrafts, add_kb_parser, default_db, index_dir, run_kb
+from knowledge.dryrun import format_report
 from knowledge.feedback import FEEDBACK_KINDS, FeedbackLog
 from knowledge.policy import Firing
 from knowledge.snippets import KnowledgeError, Snippet
 from knowledge.store import SnippetNotFoundError, SnippetStore
-from sidecar.callfile import Turn
+from sidecar.callfile import TranscriptError
+from sidecar.kb_try import try_drafts
 from sidecar.kernel.errors import AssistError
+from sidecar.kernel.turns import Turn
 
 pytestmark = pytest.mark.unit
 
@@ -54,12 +55,12 @@ def jsonl(objs: Sequence[object]) -> str:
     return "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objs)
 
 
-def assist(*argv: str | Path) -> int:
+def assist(*argv: str | Path, try_drafts: TryDrafts | None = None) -> int:
     """``assist kb ...`` as the main CLI runs it: an AssistError is one stderr line and its exit code."""
     parser = argparse.ArgumentParser(prog="assist")
     add_kb_parser(parser.add_subparsers(dest="command", required=True))
     try:
-        return run_kb(parser.parse_args(["kb", *map(str, argv)]))
+        return run_kb(parser.parse_args(["kb", *map(str, argv)]), try_drafts=try_drafts)
     except AssistError as exc:
         print(f"assist: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -376,8 +377,16 @@ def draft(tmp_path: Path) -> Path:
     return path
 
 
+def stand_in_suggester():
+    return keyword_overlap_stand_in
+
+
+def never_built():
+    raise AssertionError("the suggester is built only when the draft and the calls are good")
+
+
 def test_dry_run_reports_firings_totals_and_silent_snippets(draft: Path, calls_dir: Path) -> None:
-    report = dry_run(draft, calls_dir, suggest=keyword_overlap_stand_in)
+    report = try_drafts(draft, calls_dir, stand_in_suggester)
     assert [c.path.name for c in report.calls] == ["a-refund.jsonl", "b-zh.jsonl"]
     a, b = report.calls
     assert a.duration_s == 66.0
@@ -417,14 +426,14 @@ def test_dry_run_errors_name_files_and_lines(draft: Path, calls_dir: Path, tmp_p
     bad_draft = tmp_path / "bad-draft.jsonl"
     bad_draft.write_text(json.dumps(SNIPPETS[0]) + "\n{}\n", encoding="utf-8")
     with pytest.raises(KnowledgeError, match=rf"^{re.escape(str(bad_draft))}:2: missing field"):
-        dry_run(bad_draft, calls_dir, suggest=keyword_overlap_stand_in)
+        try_drafts(bad_draft, calls_dir, never_built)
 
     (calls_dir / "c-bad.jsonl").write_text(
         '{"channel": "agent", "text": "hi", "start_s": 0, "end_s": 1}\nnope\n'
     )
     (calls_dir / "d-bad.jsonl").write_text('{"channel": "robot", "text": "", "start_s": 0, "end_s": 1}\n')
     with pytest.raises(TranscriptError) as caught:
-        dry_run(draft, calls_dir, suggest=keyword_overlap_stand_in)
+        try_drafts(draft, calls_dir, never_built)
     assert [p.split(": ", 1)[0] for p in caught.value.problems] == [
         f"{calls_dir / 'c-bad.jsonl'}:2", f"{calls_dir / 'd-bad.jsonl'}:1",
     ]  # fmt: skip
@@ -433,22 +442,32 @@ def test_dry_run_errors_name_files_and_lines(draft: Path, calls_dir: Path, tmp_p
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(AssistError, match="no transcript files"):
-        dry_run(draft, empty, suggest=keyword_overlap_stand_in)
+        try_drafts(draft, empty, never_built)
 
 
-def test_kb_try_uses_the_policy_module(draft: Path, calls_dir: Path, monkeypatch, capsys) -> None:
-    policy = types.SimpleNamespace(offline_suggester=lambda: keyword_overlap_stand_in)
-    monkeypatch.setitem(sys.modules, "knowledge.policy", policy)
-    assert assist("try", draft, "--calls", calls_dir) == 0
+def test_kb_try_runs_the_drafts_it_is_handed(draft: Path, calls_dir: Path, capsys) -> None:
+    def tried(d: Path, c: Path):
+        return try_drafts(d, c, stand_in_suggester)
+
+    assert assist("try", draft, "--calls", calls_dir, try_drafts=tried) == 0
     out = capsys.readouterr().out
     assert out.startswith("a-refund.jsonl (66.0 s, 2 suggestions)\n")
     assert out.endswith("never fired (1)\n  warranty  Warranty claims\n")
 
 
-def test_kb_try_without_a_policy_is_a_config_error(draft: Path, calls_dir: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setitem(sys.modules, "knowledge.policy", None)  # as if the module were not installed
-    assert assist("try", draft, "--calls", calls_dir) == 4
-    assert "suggestion policy (knowledge.policy) is unavailable" in capsys.readouterr().err
+def test_kb_try_without_the_coach_is_a_config_error(draft: Path, calls_dir: Path, capsys) -> None:
+    assert assist("try", draft, "--calls", calls_dir) == 4  # knowledge alone cannot run the coach
+    assert "run it as `assist kb try`" in capsys.readouterr().err
+
+
+def test_assist_kb_try_composes_the_coach_and_the_call_files(
+    draft: Path, calls_dir: Path, monkeypatch, capsys
+) -> None:
+    from sidecar.cli import main
+
+    monkeypatch.setattr("sidecar.kb_try.offline_suggester", stand_in_suggester)
+    assert main(["kb", "try", str(draft), "--calls", str(calls_dir)]) == 0
+    assert capsys.readouterr().out.endswith("never fired (1)\n  warranty  Warranty claims\n")
 
 
 # -- search (needs the embedder) ---------------------------------------------------------------

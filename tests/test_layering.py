@@ -3,7 +3,8 @@
 - ``sidecar.kernel`` (events, bus, clock, errors, settings, text, redaction) imports nothing of ours
   outside itself: every room may import it.
 - ``coach`` and ``knowledge`` import the kernel, never the media modules or the service.
-- ``knowledge`` never imports ``coach``: the coach reaches knowledge through a small Protocol.
+- ``knowledge`` never imports ``coach``; the coach reaches the suggestion policy through a small
+  Protocol of its own (``coach.suggestions``) and imports only the embedder of ``knowledge``.
 - The taps never import the web service: they open calls through an interface the service hands in.
 
 Every import is read from the source, including those inside functions and under
@@ -72,16 +73,13 @@ FORBIDDEN: list[tuple[str, str, tuple[str, ...]]] = [
     ("coach", "sidecar", ("sidecar.kernel",)),
     ("knowledge", "sidecar", ("sidecar.kernel",)),
     ("knowledge", "coach", ()),
+    ("coach", "knowledge", ("knowledge.embed",)),
     ("sidecar.taps", "sidecar.service", ()),
 ]
 
 # Arrows that still run the wrong way, each removed from here by the change that turns it round;
 # the test fails both on a new wrong arrow and on an entry here that no longer exists.
-PENDING: set[tuple[str, str]] = {
-    ("knowledge.dryrun", "sidecar.callfile"),
-    ("knowledge.policy", "sidecar.callfile"),
-    ("knowledge.policy", "coach.engine"),
-}
+PENDING: set[tuple[str, str]] = set()  # none left
 
 
 def wrong_arrows(graph: dict[str, set[str]]) -> set[tuple[str, str]]:

@@ -1,6 +1,7 @@
 """The shared kernel: what every room of the sidecar may import, and which imports nothing else of ours.
 
 - ``events``: the typed events that cross every boundary (transcripts, alerts, suggestions, calls).
+- ``turns``: a transcript turn as data (a recorded call's line), for code that must not read call files.
 - ``bus``, ``redis_bus``: the per-call event log and its fan-out, in memory and on Redis Streams.
 - ``clock``: real and simulated time.
 - ``errors``: the error types every layer raises and the service maps to status codes.

@@ -20,10 +20,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
-from knowledge.dryrun import dry_run
 from knowledge.policy import agent_search
 from knowledge.snippets import KnowledgeError, Snippet, snippet_problems
 from knowledge.store import SnippetNotFoundError
+from sidecar.kb_try import offline_suggester, try_drafts
 from sidecar.kernel.errors import InputError
 from sidecar.service.auth import Principal
 from sidecar.service.context import AppContext, authorize, get_ctx, visible_call
@@ -278,7 +278,7 @@ def try_draft(
         draft.write_text("\n".join(lines) + "\n", encoding="utf-8")
         try:
             with _suggester_lock:  # one dry-run at a time: it runs the whole coach per call
-                report = dry_run(draft, calls_dir, suggest=_suggester(ctx))
+                report = try_drafts(draft, calls_dir, lambda: _suggester(ctx))
         except InputError as exc:
             raise HTTPException(422, str(exc)) from None
     return {
@@ -296,8 +296,6 @@ def try_draft(
 
 
 def _suggester(ctx: AppContext) -> Any:
-    from knowledge.policy import offline_suggester
-
     if ctx.suggester is None:
         ctx.suggester = offline_suggester()
     return ctx.suggester
