@@ -137,6 +137,9 @@ def test_calls_started_on_an_api_node_run_on_a_worker_and_stream_from_the_api(
                 lambda: on_api.get(f"/v1/calls/{call_id}").status_code == 200,
                 10,
             )
+            # what a worker's autoscaler reads: the calls this node runs (the API node runs none)
+            assert "assist_node_calls 1.0" in on_worker.get("/metrics").text
+            assert "assist_node_calls 0.0" in on_api.get("/metrics").text
             whisper = on_api.post(f"/v1/calls/{call_id}/whisper", json={"text": "offer the callback"})
             assert whisper.status_code == 202, whisper.text
             with on_api.stream("GET", f"/v1/calls/{call_id}/events") as r:

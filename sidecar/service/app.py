@@ -108,6 +108,7 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         live = node.live
         ctx = AppContext(built, CallBoard(), live, Metrics())
         ctx.metrics.calls_live.set_function(ctx.board.live_count)
+        ctx.metrics.node_calls.set_function(lambda: live.running)
         ctx.metrics.coach_backlog.set_function(coach_backlog)
         ping = getattr(built.bus, "ping", None)
         if ping is not None:

@@ -34,7 +34,15 @@ class Metrics:
         )
         self.events = Counter("assist_events_total", "Events on the bus, by type", ["type"], registry=r)
         self.sse_clients = Gauge("assist_sse_clients", "Open SSE streams", ["stream"], registry=r)
-        self.calls_live = Gauge("assist_calls_live", "Calls in progress", registry=r)
+        self.calls_live = Gauge(
+            "assist_calls_live", "Calls in progress (every node's, from the bus)", registry=r
+        )
+        self.node_calls = Gauge(
+            "assist_node_calls",
+            "Calls this node runs (its taps' and recordings; 0 on an API node): what a media worker's "
+            "HorizontalPodAutoscaler scales on",
+            registry=r,
+        )
         self.kb_searches = Counter("assist_kb_searches_total", "Agent knowledge searches", registry=r)
         self.auth_failures = Counter(
             "assist_auth_failures_total", "401 and 403 answers", ["status"], registry=r
