@@ -150,6 +150,34 @@ class SnippetIndex(VectorIndex):
             finally:
                 self._finish_sync(built, revision, "built" if built is not None else None)
 
+    def catch_up(self, store: SnippetStore) -> int:
+        """Take in what another process committed to ``store`` (a publish on another node of a
+        shared store): a change made here is announced to this index as it commits, one made
+        elsewhere only shows as the store's revision moving on. Re-embeds only the snippets whose
+        text changed and drops the ones no longer published; returns how many rows changed (0 when
+        the index is current)."""
+        revision = store.revision()
+        if revision == self.revision:
+            return 0
+        with self._rebuild_lock:  # not while a build swaps its rows in
+            published = store.list(status="published")
+            with self._lock:
+                shas = {sid: row.text_sha for sid, row in self._rows.items()}
+            changed = [p for p in published if shas.get(p.id) != _text_sha(p)]
+            gone = set(shas) - {p.id for p in published}
+            if changed:
+                self.upsert(changed)
+            if gone:
+                with self._lock:
+                    self._remove_locked(sorted(gone))
+            with self._lock:
+                self._revision = max(revision, self._revision or 0)
+        if changed or gone:
+            log.info(
+                "kb index caught up with the store", extra={"changed": len(changed), "removed": len(gone)}
+            )
+        return len(changed) + len(gone)
+
     def detach(self) -> None:
         """Stop following the store (the rows stay searchable)."""
         unsubscribe, self._unsubscribe = self._unsubscribe, None

@@ -21,6 +21,8 @@ coach found (a cancel threat calls for the offers that keep a customer). Then:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -87,6 +89,16 @@ class StoreKnowledge:
     def search(self, text: str, k: int = 5, lang: str | None = None) -> Sequence[SearchHit]:
         return self.index.search(text, k, lang)
 
+    async def follow_other_writers(self, every_s: float = 2.0) -> None:
+        """Until cancelled: take in what other processes publish to a shared store (the other
+        nodes of a deployment), checking its revision every ``every_s`` (off the event loop)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.index.catch_up, self.store)
+            except Exception:  # a locked or unreadable store: the next check tries again
+                log.exception("kb index could not catch up with the store")
+            await asyncio.sleep(every_s)
+
     def get(self, snippet_id: str) -> Snippet | None:
         snippet = self.store.get(snippet_id)
         return snippet if snippet is not None and snippet.status == "published" else None
@@ -97,6 +109,9 @@ class StoreKnowledge:
             found = [(normalise(t), s.id) for s in self.store.list(status="published") for t in s.triggers]
             self._triggers = (revision, [(p, sid) for p, sid in found if p])
         return self._triggers[1]
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -567,3 +567,37 @@ def test_ivf_index_saves_and_loads(tmp_path: Path) -> None:
         assert flat.last_sync == "loaded"
         assert flat.kind == "flat"
         assert len(flat) == 700
+
+
+def test_a_change_another_process_commits_is_caught_up_without_rebuild(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    """Two nodes on one store file (a shared volume): the index of one follows its own writes as
+    they commit; the other node's writes only move the store's revision, and ``catch_up`` takes
+    them in, embedding only what changed."""
+    db = tmp_path / "kb.sqlite3"
+    with SnippetStore(db) as here, SnippetStore(db) as there:  # two connections, as two processes
+        for snippet in ALL:
+            here.upsert(snippet, "test")
+        idx = SnippetIndex(embedder)
+        idx.attach(here)
+        try:
+            assert idx.catch_up(here) == 0  # current
+            there.upsert(replace(PASSWORD, title="Voicemail PIN reset",
+                                 body="To reset a forgotten voicemail PIN, dial 121 and choose option 4."),
+                         "other-node")  # fmt: skip
+            there.delete("lost-card", "other-node")
+            there.upsert(Snippet("sim-swap", "SIM swap fraud", "Freeze the line and verify the customer's "
+                                 "identity before any SIM change.", ("fraud",), "en"), "other-node")  # fmt: skip
+            assert idx.revision != here.revision()  # nothing announced here
+            assert "lost-card" in idx
+            assert idx.catch_up(here) == 3
+            assert idx.revision == here.revision()
+            assert "lost-card" not in idx
+            assert top(idx, "someone swapped my SIM card", k=1) == ["sim-swap"]
+            hits = idx.search("I forgot my voicemail PIN", k=1)
+            assert (hits[0].snippet_id, hits[0].title) == ("password-reset", "Voicemail PIN reset")
+            assert idx.rebuilds == 1  # the build in attach only
+            assert idx.catch_up(here) == 0
+        finally:
+            idx.detach()

@@ -116,6 +116,8 @@ def create_app(config: ServiceConfig | None = None, services: Services | None = 
         ctx.spawn(follow_bus(ctx), "board")
         ctx.spawn(WarningWatch.from_env(built.bus).run(), "early-warnings")
         ctx.spawn(built.coach.watch(), "rules-watch")
+        if built.knowledge is not None:  # publishes by other nodes on a shared store reach this index
+            ctx.spawn(built.knowledge.follow_other_writers(), "kb-follow")
         ctx.spawn(routes_llm.run_llm(app, ctx), "llm")  # summaries, replies, post-call notes
         await start_call_store(app, ctx, cfg.data_dir)  # ended calls are stored (sidecar/store)
         audiosocket = None
