@@ -1,0 +1,154 @@
+"""The board as the browser sees it: the JSON of the call list, a call's detail and the floor feed.
+
+A scripted pair of calls (every event type the board folds, floats that are and are not rounded)
+goes through a real service on a bus with a fixed clock; what ``GET /v1/calls``,
+``GET /v1/calls/{id}`` and ``/v1/floor/events`` answer must equal ``fixtures/board/wire.json``,
+captured from the service before its board was typed (issue 14): the widgets read these keys.
+``ASSIST_WRITE_WIRE=1`` rewrites the file (only for a deliberate change of the wire format).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecar.kernel.bus import InMemoryBus
+from sidecar.kernel.events import (
+    Alert,
+    Barge,
+    CallEnded,
+    CallStarted,
+    Checklist,
+    Emotion,
+    Event,
+    Intent,
+    Score,
+    ScoreItem,
+    Suggestion,
+    TranscriptFinal,
+    TranscriptPartial,
+    TranscriptRedacted,
+    Whisper,
+    Word,
+)
+from tests.service_helpers import LightServer, light_server, read_sse
+
+pytestmark = pytest.mark.unit
+WIRE = Path(__file__).parent / "fixtures" / "board" / "wire.json"
+
+
+class SteppingClock:
+    """Wall-clock time that moves a fixed, unround step per reading: the wire is reproducible."""
+
+    def __init__(self) -> None:
+        self._now = 1_764_892_800.0
+
+    def wall(self) -> float:
+        self._now += 0.2345678
+        return self._now
+
+    def elapsed(self) -> float:
+        return 0.0
+
+    async def sleep_until(self, t: float) -> None:
+        await asyncio.sleep(0)
+
+
+def ended_call(call_id: str) -> list[Event]:
+    """Every kind of event the board folds, with a number completed across two finals."""
+    words = (Word("card", 1.0, 1.4, 0.91234),)
+    score = Score(71.23456, {"service_quality": 0.81234, "efficiency": 0.5, "customer_experience": 0.66666},
+                  (ScoreItem("politeness", "service_quality", 0.91234, 0.2, "no rude words", (3.14159,)),
+                   ScoreItem("dead_air", "efficiency", 1.0, 0.1, "none")))  # fmt: skip
+    return [
+        Event("call.started", call_id, None, 0, 0, CallStarted("wav", "en", ("agent", "customer"), True,
+                                                               {"agent_id": "alice", "queue": "billing"})),
+        Event("transcript.partial", call_id, "customer", 0.5, 1.0, TranscriptPartial("my ca", "my", words, "en", 1)),
+        Event("transcript.final", call_id, "customer", 0.51234567, 1.98765432,
+              TranscriptFinal("my card is 4111 1111", words, "en", 1)),
+        Event("transcript.final", call_id, "agent", 2.1, 3.3333333, TranscriptFinal("thank you for calling", (), "en", 2)),
+        Event("transcript.redacted", call_id, "customer", 0.51234567, 1.98765432,
+              TranscriptRedacted("my card is [card]", words, "en", 1)),
+        Event("emotion", call_id, "customer", 1.0, 1.98765432, Emotion(-0.41234, -0.61234, "negative", ("refund", "wait"))),
+        Event("alert", call_id, "agent", 3.0, 4.4444444,
+              Alert("abuse", "fatal", "abuse.insult", "Stop now.", "shut up", None, "snip-calm", "final", "insult")),
+        Event("checklist", call_id, "agent", 4.0, 4.5, Checklist("greeting", "due", True)),
+        Event("checklist", call_id, "agent", 4.0, 5.0, Checklist("greeting", "done", True, "thank you for calling")),
+        Event("checklist", call_id, None, 9.0, 9.0, Checklist("recording_disclosure", "missed", True)),
+        Event("alert", call_id, "agent", 9.0, 9.0,
+              Alert("disclosure", "serious", "disclosure.recording", "Say it.", "", "recording_disclosure",
+                    None, "checklist")),
+        Event("intent", call_id, "customer", 1.0, 2.0, Intent("refund", 0.87654321, "my refund", "intent.refund")),
+        Event("suggestion", call_id, "customer", 1.0, 2.0,
+              Suggestion("kb-7", "Refunds", "Refunds take 5 days.", 0.76543219, "refund asked", 3)),
+        Event("emotion", call_id, "customer", 5.0, 6.1234567, Emotion(-0.75, -0.9, "angry", (), True)),
+        Event("emotion", call_id, "customer", 6.0, 6.5, Emotion(-0.77, -0.8, "angry", ())),
+        Event("whisper", call_id, "agent", 6.5, 6.5, Whisper("offer the refund", "sam")),
+        Event("barge", call_id, None, 7.0, 7.0, Barge("sam", "fatal alert")),
+        Event("score", call_id, None, 10.0, 10.0, score),
+        Event("call.ended", call_id, None, 0, 10.5, CallEnded("completed", 10.5, {"judge_misses": 0.0})),
+    ]  # fmt: skip
+
+
+def live_call(call_id: str) -> list[Event]:
+    return [
+        Event("call.started", call_id, None, 0, 0, CallStarted("chat", "zh", ("agent", "customer"), False, {})),
+        Event("transcript.final", call_id, "agent", 0.1, 0.9, TranscriptFinal("您好", (), "zh", 1)),
+    ]
+
+
+def floor_messages(node: LightServer, count: int) -> list[dict[str, Any]]:
+    with node.client() as c, c.stream("GET", "/v1/floor/events", headers={"Last-Event-ID": "0"}) as r:
+        out: list[dict[str, Any]] = []
+        for message in read_sse(r):
+            out.append(message)
+            if len(out) == count:
+                return out
+    raise AssertionError("the floor stream ended early")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LightServer, dict[str, Any]]]:
+    """A service whose board holds the two scripted calls, and what it answers about them."""
+    bus = InMemoryBus(clock=SteppingClock())
+    node = light_server(tmp_path_factory.mktemp("board-api"), bus)
+    try:
+        app: Any = node.server.config.app
+        loop = app.state.ctx.tasks[0].get_loop()  # the service's own loop: the bus lives there
+
+        async def publish() -> None:
+            for event in ended_call("wire-ended") + live_call("wire-live"):
+                await bus.publish(event)
+            async with asyncio.timeout(20):  # the board follows the bus a moment behind
+                while (state := app.state.ctx.board.get("wire-live")) is None or not state.transcript:
+                    await asyncio.sleep(0.01)
+
+        asyncio.run_coroutine_threadsafe(publish(), loop).result(timeout=30)
+        with node.client() as c:
+            wire = {
+                "calls": c.get("/v1/calls").json(),
+                "calls_live": c.get("/v1/calls", params={"status": "live"}).json(),
+                "detail_ended": c.get("/v1/calls/wire-ended").json(),
+                "detail_live": c.get("/v1/calls/wire-live").json(),
+            }
+        wire["floor"] = floor_messages(node, 14)
+        yield node, wire
+    finally:
+        node.stop()
+
+
+def test_the_wire_is_what_the_widgets_were_built_on(served: tuple[LightServer, dict[str, Any]]) -> None:
+    _, wire = served
+    if os.environ.get("ASSIST_WRITE_WIRE") == "1":
+        WIRE.parent.mkdir(parents=True, exist_ok=True)
+        WIRE.write_text(json.dumps(wire, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    expected = json.loads(WIRE.read_text(encoding="utf-8"))
+    for part in expected:
+        assert wire[part] == expected[part], part
+    assert wire.keys() == expected.keys()
