@@ -100,7 +100,7 @@ def live_call(call_id: str) -> list[Event]:
     return [
         Event("call.started", call_id, None, 0, 0, CallStarted("chat", "zh", ("agent", "customer"), False, {})),
         Event("transcript.final", call_id, "agent", 0.1, 0.9, TranscriptFinal("您好", (), "zh", 1)),
-    ]
+    ]  # fmt: skip
 
 
 def floor_messages(node: LightServer, count: int) -> list[dict[str, Any]]:
@@ -123,21 +123,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LightServ
         loop = app.state.ctx.tasks[0].get_loop()  # the service's own loop: the bus lives there
 
         async def publish() -> None:
-            for event in ended_call("wire-ended") + live_call("wire-live"):
+            for event in live_call("wire-live") + ended_call("wire-ended"):
                 await bus.publish(event)
-            async with asyncio.timeout(20):  # the board follows the bus a moment behind
-                while (state := app.state.ctx.board.get("wire-live")) is None or not state.transcript:
-                    await asyncio.sleep(0.01)
 
         asyncio.run_coroutine_threadsafe(publish(), loop).result(timeout=30)
+        # the board follows the bus a moment behind: its last floor message (the call's end)
+        # says it has folded in everything
+        wire: dict[str, Any] = {"floor": floor_messages(node, 14)}
         with node.client() as c:
-            wire = {
-                "calls": c.get("/v1/calls").json(),
-                "calls_live": c.get("/v1/calls", params={"status": "live"}).json(),
-                "detail_ended": c.get("/v1/calls/wire-ended").json(),
-                "detail_live": c.get("/v1/calls/wire-live").json(),
-            }
-        wire["floor"] = floor_messages(node, 14)
+            wire["calls"] = c.get("/v1/calls").json()
+            wire["calls_live"] = c.get("/v1/calls", params={"status": "live"}).json()
+            wire["detail_ended"] = c.get("/v1/calls/wire-ended").json()
+            wire["detail_live"] = c.get("/v1/calls/wire-live").json()
         yield node, wire
     finally:
         node.stop()
