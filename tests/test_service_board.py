@@ -3,11 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
+from pydantic import BaseModel
 
-from sidecar.kernel.events import Alert, CallEnded, CallStarted, Checklist, Emotion, Event, TranscriptFinal
-from sidecar.service.board import CallBoard, FloorLaggedError, risk_score
+from sidecar.kernel.events import (
+    Alert,
+    Barge,
+    CallEnded,
+    CallStarted,
+    Checklist,
+    Emotion,
+    Event,
+    Intent,
+    Score,
+    ScoreItem,
+    Suggestion,
+    TranscriptFinal,
+    Whisper,
+)
+from sidecar.service.board import CallBoard, FloorLaggedError
+from sidecar.service.callview import (
+    AlertItem,
+    BargeItem,
+    EmotionPoint,
+    IntentItem,
+    Scorecard,
+    ScorecardItem,
+    Stamped,
+    SuggestionItem,
+    WhisperItem,
+    risk_score,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -45,14 +73,14 @@ async def test_the_board_folds_a_call_and_tells_the_floor() -> None:
     state = board.get("c1")
     assert state is not None
     summary = state.summary()
-    assert (summary["agent_id"], summary["queue"], summary["ended"]) == ("alice", "billing", True)
-    assert summary["alerts"] == {"fatal": 1, "serious": 0, "general": 0}
-    assert summary["checklist"]["missed"] == 1
-    assert summary["temperatures"] == [-0.5]
-    assert summary["risk"] == risk_score(summary["alerts"], -0.5)
+    assert (summary.agent_id, summary.queue, summary.ended) == ("alice", "billing", True)
+    assert summary.alerts.model_dump() == {"fatal": 1, "serious": 0, "general": 0}
+    assert summary.checklist.missed == 1
+    assert summary.temperatures == [-0.5]
+    assert summary.risk == risk_score(summary.alerts.model_dump(), -0.5)
     detail = state.detail()
-    assert detail["transcript"][0]["text"] == "where is my refund"
-    assert detail["alerts"][0]["emitted_at"] == 103.0
+    assert detail.transcript[0].text == "where is my refund"
+    assert detail.alerts[0].emitted_at == 103.0
     feed = board.floor(after=0)
     kinds = [(await anext(feed)).event for _ in range(6)]
     assert kinds == ["call", "call", "alert", "call", "call", "call"]
@@ -73,4 +101,29 @@ async def test_a_floor_reader_too_far_behind_is_told_so() -> None:
     for event in _events("c9")[:1]:
         await board.apply(event)
     message = await asyncio.wait_for(waiter, 1)
-    assert message.data["call_id"] == "c9"
+    assert message.data.call_id == "c9"
+
+
+HEAD = list(Stamped.model_fields)
+
+
+@pytest.mark.parametrize(
+    ("item", "payload", "place"),
+    [
+        (AlertItem, Alert, HEAD),
+        (SuggestionItem, Suggestion, HEAD),
+        (WhisperItem, Whisper, HEAD),
+        (IntentItem, Intent, HEAD),
+        (BargeItem, Barge, HEAD),
+        (EmotionPoint, Emotion, ["seq", "t"]),
+        (Scorecard, Score, []),
+        (ScorecardItem, ScoreItem, []),
+    ],
+)
+def test_a_board_item_carries_every_field_of_its_payload(
+    item: type[BaseModel], payload: type, place: list[str]
+) -> None:
+    """An item is its event's place in the call followed by its payload's fields, in their order: a
+    field added to a payload in ``sidecar.kernel.events`` must be added to its item (the typed
+    models would otherwise leave it out of the JSON the widgets read)."""
+    assert list(item.model_fields) == place + [f.name for f in dataclasses.fields(payload)]

@@ -1,10 +1,16 @@
-"""The board as the browser sees it: the JSON of the call list, a call's detail and the floor feed.
+"""The board as the browser sees it: the JSON of the call list, a call's detail and the floor feed,
+and what ``/openapi.json`` says of them.
 
 A scripted pair of calls (every event type the board folds, floats that are and are not rounded)
 goes through a real service on a bus with a fixed clock; what ``GET /v1/calls``,
 ``GET /v1/calls/{id}`` and ``/v1/floor/events`` answer must equal ``fixtures/board/wire.json``,
-captured from the service before its board was typed (issue 14): the widgets read these keys.
+captured from the service before its board was typed (issue 14): the widgets read these keys
+(the same keys and values, numbers of the same JSON type; the order of keys is free).
 ``ASSIST_WRITE_WIRE=1`` rewrites the file (only for a deliberate change of the wire format).
+
+The published schema names every property with its type, all the way down (no untyped object
+anywhere under a call's row, its detail or a floor message), and the real answers validate
+against it (JSON Schema 2020-12, as OpenAPI 3.1 uses).
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # no stubs in this environment
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from sidecar.kernel.bus import InMemoryBus
 from sidecar.kernel.events import (
@@ -148,4 +157,143 @@ def test_the_wire_is_what_the_widgets_were_built_on(served: tuple[LightServer, d
     expected = json.loads(WIRE.read_text(encoding="utf-8"))
     for part in expected:
         assert wire[part] == expected[part], part
+        # and no number changed its JSON type (1 and 1.0 compare equal) or digits; key order is free
+        assert canonical(wire[part]) == canonical(expected[part]), part
     assert wire.keys() == expected.keys()
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+DOC = "urn:assist:openapi"
+DETAIL = "/v1/calls/{call_id}"
+FLOOR_ITEMS = "/paths/~1v1~1floor~1events/get/responses/200/content/text~1event-stream/itemSchema/oneOf"
+
+
+def json_pointer(*parts: str) -> str:
+    return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def openapi(node: LightServer) -> dict[str, Any]:
+    with node.client() as c:
+        doc: dict[str, Any] = c.get("/openapi.json").json()
+    return doc
+
+
+def validator(doc: dict[str, Any], pointer: str) -> Draft202012Validator:
+    """A validator for the schema at ``pointer`` in the OpenAPI document (its ``$ref``s resolved there)."""
+    registry: Registry[Any] = Registry().with_resource(DOC, Resource.from_contents(doc, DRAFT202012))
+    return Draft202012Validator({"$ref": f"{DOC}#{pointer}"}, registry=registry)
+
+
+def response_pointer(path: str) -> str:
+    return "/" + json_pointer(
+        "paths", path, "get", "responses", "200", "content", "application/json", "schema"
+    )
+
+
+def untyped(schemas: dict[str, Any], roots: list[str]) -> list[str]:
+    """Where, under the ``roots`` components, a schema says nothing of what it holds: an empty
+    schema (any value), or an object with neither properties nor a typed value schema."""
+    found: list[str] = []
+    seen: set[str] = set()
+
+    def walk(node: Any, where: str) -> None:
+        if not isinstance(node, dict):
+            return
+        if "$ref" in node:
+            name = node["$ref"].rpartition("/")[2]
+            if name not in seen:
+                seen.add(name)
+                walk(schemas[name], name)
+            return
+        typed = {"type", "anyOf", "oneOf", "allOf", "const", "enum"} & node.keys()
+        if not typed:
+            found.append(where)
+        if node.get("type") == "object":
+            values = node.get("additionalProperties")
+            if not node.get("properties") and not (isinstance(values, dict) and values):
+                found.append(where)
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, f"{where}.{key}")
+        for key in ("items", "additionalProperties"):
+            walk(node.get(key), f"{where}[]")
+        for key in ("anyOf", "oneOf", "allOf"):
+            for i, sub in enumerate(node.get(key, [])):
+                walk(sub, f"{where}|{i}")
+
+    for root in roots:
+        walk({"$ref": f"#/components/schemas/{root}"}, root)
+    return found
+
+
+def test_openapi_types_the_call_list_the_detail_and_the_floor(
+    served: tuple[LightServer, dict[str, Any]],
+) -> None:
+    node, _ = served
+    doc = openapi(node)
+    schemas = doc["components"]["schemas"]
+    paths = doc["paths"]
+    ref = "#/components/schemas/"
+    assert paths[DETAIL]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": ref + "CallDetail"
+    }
+    listed = paths["/v1/calls"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert (listed["type"], listed["items"]) == ("array", {"$ref": ref + "CallSummary"})
+    floor = paths["/v1/floor/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]["itemSchema"]
+    kinds = {
+        i["properties"]["event"]["const"]: i["properties"]["data"]["contentSchema"] for i in floor["oneOf"]
+    }
+    assert kinds == {"call": {"$ref": ref + "CallSummary"}, "alert": {"$ref": ref + "FloorAlert"},
+                     "error": {"$ref": ref + "FloorResync"}}  # fmt: skip
+
+    before = {"X": {"type": "object", "properties": {"a": {"type": "object", "additionalProperties": True},
+                                                   "b": {}}}}  # fmt: skip
+    assert untyped(before, ["X"]) == ["X.a", "X.b"]  # dict[str, Any] and Any, as the detail had them
+    assert untyped(schemas, ["CallSummary", "CallDetail", "FloorAlert", "FloorResync"]) == []
+    detail = schemas["CallDetail"]["properties"]
+    assert detail["transcript"]["items"] == {"$ref": ref + "TranscriptLine"}
+    assert detail["alerts"]["items"] == {"$ref": ref + "AlertItem"}
+    assert detail["checklist"]["additionalProperties"] == {"$ref": ref + "ChecklistStep"}
+    assert detail["emotion"]["items"] == {"$ref": ref + "EmotionPoint"}
+    assert detail["suggestions"]["items"] == {"$ref": ref + "SuggestionItem"}
+    assert {"$ref": ref + "Scorecard"} in detail["scorecard"]["anyOf"]
+    line = schemas["TranscriptLine"]["properties"]
+    assert {k: line[k]["type"] for k in ("seq", "t_start", "text", "segment")} == {
+        "seq": "integer", "t_start": "number", "text": "string", "segment": "integer"}  # fmt: skip
+    assert schemas["AlertItem"]["properties"]["severity"]["enum"] == ["fatal", "serious", "general"]
+    assert schemas["ChecklistStep"]["properties"]["state"]["enum"] == ["due", "done", "missed"]
+    summary = schemas["CallSummary"]["properties"]
+    assert summary["alerts"] == {"$ref": ref + "AlertCounts"}
+    assert summary["checklist"] == {"$ref": ref + "ChecklistCounts"}
+    assert summary["temperatures"]["items"] == {"type": "number"}
+
+
+def test_real_answers_validate_against_the_published_schema(
+    served: tuple[LightServer, dict[str, Any]],
+) -> None:
+    node, wire = served
+    doc = openapi(node)
+    listed = validator(doc, response_pointer("/v1/calls"))
+    detailed = validator(doc, response_pointer(DETAIL))
+    for part in ("calls", "calls_live"):
+        listed.validate(wire[part])
+    for part in ("detail_ended", "detail_live"):
+        detailed.validate(wire[part])
+    kinds = [item["properties"]["event"]["const"] for item in doc["paths"]["/v1/floor/events"]["get"]
+             ["responses"]["200"]["content"]["text/event-stream"]["itemSchema"]["oneOf"]]  # fmt: skip
+    floor_item = validator(doc, FLOOR_ITEMS.rpartition("/")[0])
+    for message in wire["floor"]:
+        floor_item.validate({**message, "data": json.dumps(message["data"])})  # the SSE frame's fields
+        data = validator(doc, f"{FLOOR_ITEMS}/{kinds.index(message['event'])}/properties/data/contentSchema")
+        data.validate(message["data"])
+
+    # and the schema is no rubber stamp: what the widgets could not read fails it
+    broken = json.loads(json.dumps(wire["detail_ended"]))
+    broken["alerts"][0]["severity"] = "urgent"
+    del broken["transcript"][0]["text"]
+    broken["checklist"]["greeting"]["state"] = 1
+    broken["scorecard"]["items"][0]["evidence_s"] = ["3.1"]
+    errors = sorted({".".join(map(str, e.absolute_path)) for e in detailed.iter_errors(broken)})
+    assert errors == ["alerts.0.severity", "checklist.greeting.state", "scorecard", "transcript.0"], errors

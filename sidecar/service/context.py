@@ -19,7 +19,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sidecar.service.auth import Permission, Principal
-from sidecar.service.board import CallBoard, CallState
+from sidecar.service.board import CallBoard
+from sidecar.service.callview import CallState
 from sidecar.service.config import Services
 from sidecar.service.fanout import Feeds
 from sidecar.service.live import LiveCalls

@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 from sidecar.kernel.bus import SubscriberLaggedError
 from sidecar.kernel.errors import InputError
 from sidecar.service.auth import Principal
-from sidecar.service.board import FloorLaggedError, summary_sort_key
+from sidecar.service.board import FloorAlert, FloorLaggedError, FloorResync, summary_sort_key
+from sidecar.service.callview import CallDetail, CallSummary
 from sidecar.service.context import AppContext, authorize, authorize_stream, get_ctx, visible_call
 from sidecar.service.limits import StrictJsonRoute
 from sidecar.service.live import CallNotLiveError, StartRequest, TooManyCallsError, TooManyUserCallsError
@@ -26,45 +27,13 @@ from sidecar.service.sse import (
     SseMessage,
     json_message,
     last_event_seq,
+    sse_openapi,
     sse_response,
     sse_stream,
 )
 
 router = APIRouter(prefix="/v1", tags=["calls"], route_class=StrictJsonRoute)
 Ctx = Annotated[AppContext, Depends(get_ctx)]
-
-
-class CallSummary(BaseModel):
-    call_id: str
-    agent_id: str
-    queue: str
-    lang: str
-    source: str
-    started_at: float
-    ended: bool
-    end_reason: str
-    duration_s: float
-    last_seq: int
-    risk: float = Field(description="0..1, riskiest first in lists")
-    temperature: float = Field(description="the customer's temperature now, -1..1")
-    temperatures: list[float] = Field(description="recent temperatures, for a sparkline")
-    alerts: dict[str, int] = Field(description="alert counts by severity")
-    last_alert: dict[str, Any] | None
-    checklist: dict[str, int] = Field(description="disclosure steps by state")
-    score: float | None = Field(description="the post-call score (0..100) once the call has ended")
-
-
-class CallDetail(CallSummary):
-    alerts: list[dict[str, Any]]  # type: ignore[assignment]  # the list here, counts in alert_counts
-    alert_counts: dict[str, int]
-    transcript: list[dict[str, Any]]
-    checklist: dict[str, dict[str, Any]]  # type: ignore[assignment]
-    emotion: list[dict[str, Any]]
-    suggestions: list[dict[str, Any]]
-    whispers: list[dict[str, Any]]
-    intents: list[dict[str, Any]]
-    barges: list[dict[str, Any]]
-    scorecard: dict[str, Any] | None
 
 
 class WhisperIn(BaseModel):
@@ -99,7 +68,7 @@ def list_calls(
     ctx: Ctx,
     principal: Annotated[Principal, Depends(authorize("calls.read"))],
     status: Literal["live", "ended", "all"] = "all",
-) -> list[dict[str, Any]]:
+) -> list[CallSummary]:
     calls = ctx.board.calls()
     if not principal.may("calls.read_all"):
         calls = [c for c in calls if c.agent_id == principal.name]
@@ -111,7 +80,7 @@ def list_calls(
 @router.get("/calls/{call_id}", response_model=CallDetail, responses={403: {}, 404: {}})
 def get_call(
     call_id: str, ctx: Ctx, principal: Annotated[Principal, Depends(authorize("calls.read"))]
-) -> dict[str, Any]:
+) -> CallDetail:
     return visible_call(ctx, principal, call_id).detail()
 
 
@@ -151,7 +120,11 @@ async def call_events(
 @router.get(
     "/floor/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "call summaries and alerts (SSE)"}},
+    response_model=CallSummary | FloorAlert | FloorResync,
+    responses=sse_openapi(
+        "call summaries and alerts (SSE); `error` ends a stream that fell behind",
+        {"call": "CallSummary", "alert": "FloorAlert", "error": "FloorResync"},
+    ),
 )
 async def floor_events(
     ctx: Ctx,
@@ -162,7 +135,7 @@ async def floor_events(
 
     async def messages() -> AsyncIterator[SseMessage]:
         async for message in ctx.board.floor(after):
-            yield json_message(message.id, message.event, message.data)
+            yield SseMessage(message.id, message.event, message.json)
 
     def lagged(exc: BaseException) -> SseMessage | None:
         if isinstance(exc, FloorLaggedError):

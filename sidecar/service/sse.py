@@ -52,6 +52,22 @@ def json_message(id_: int | None, event: str, data: Any) -> SseMessage:
     return SseMessage(id_, event, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
+def sse_openapi(description: str, messages: dict[str, str]) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of an SSE route for ``/openapi.json``: each message's ``event`` name and the
+    component schema of its JSON ``data`` (``messages``: event name -> model name), in the
+    ``itemSchema`` form FastAPI gives its own event streams. The route's ``response_model`` (the
+    union of those models) puts the components there; the stream itself is not validated."""
+    items = []
+    for event, model in messages.items():
+        data = {"type": "string", "contentMediaType": "application/json",
+                "contentSchema": {"$ref": f"#/components/schemas/{model}"}}  # fmt: skip
+        items.append({"type": "object", "required": ["event", "data"],
+                      "properties": {"id": {"type": "string"}, "event": {"const": event}, "data": data}})  # fmt: skip
+    return {
+        200: {"description": description, "content": {"text/event-stream": {"itemSchema": {"oneOf": items}}}}
+    }
+
+
 def last_event_seq(value: str | None) -> int:
     """The seq a ``Last-Event-ID`` header names (0 for none); 400 for anything else."""
     if value is None or not value.strip():
