@@ -258,7 +258,7 @@ def test_openapi_types_the_call_list_the_detail_and_the_floor(
     assert detail["checklist"]["additionalProperties"] == {"$ref": ref + "ChecklistStep"}
     assert detail["emotion"]["items"] == {"$ref": ref + "EmotionPoint"}
     assert detail["suggestions"]["items"] == {"$ref": ref + "SuggestionItem"}
-    assert {"$ref": ref + "Scorecard"} in detail["scorecard"]["anyOf"]
+    assert {"$ref": ref + "Score"} in detail["scorecard"]["anyOf"]
     line = schemas["TranscriptLine"]["properties"]
     assert {k: line[k]["type"] for k in ("seq", "t_start", "text", "segment")} == {
         "seq": "integer", "t_start": "number", "text": "string", "segment": "integer"}  # fmt: skip

@@ -13,26 +13,21 @@ resumes by id. A reader too far behind gets ``FloorLaggedError`` and re-reads th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from sidecar.kernel.events import Alert, Event
-from sidecar.service.callview import AlertItem, CallState, CallSummary
+from sidecar.service.callview import CallState, CallSummary, FloorAlert
 
 
 class FloorLaggedError(Exception):
     """The floor reader's position is older than the ring still holds."""
-
-
-class FloorAlert(AlertItem):
-    """An ``alert`` message on the floor: the alert as the call's detail lists it, and its call."""
-
-    call_id: str
 
 
 class FloorResync(BaseModel):
@@ -48,6 +43,9 @@ class FloorMessage:
     event: Literal["call", "alert"]
     data: CallSummary | FloorAlert
     json: str  # data as JSON, serialised once for every supervisor's stream
+
+
+FLOOR_DATA: TypeAdapter[CallSummary | FloorAlert] = TypeAdapter(CallSummary | FloorAlert)
 
 
 class CallBoard:
@@ -77,8 +75,7 @@ class CallBoard:
         self.events_seen += 1
         notify = state.apply(event)
         if isinstance(event.payload, Alert):
-            alert = state.alerts[-1]
-            self._post("alert", FloorAlert(call_id=event.call_id, **dict(alert)))
+            self._post("alert", FloorAlert(call_id=event.call_id, **dataclasses.asdict(state.alerts[-1])))
         if notify:
             self._post("call", state.summary())
         if state.ended:
@@ -89,7 +86,7 @@ class CallBoard:
 
     def _post(self, kind: Literal["call", "alert"], data: CallSummary | FloorAlert) -> None:
         self._floor_id += 1
-        self._floor.append(FloorMessage(self._floor_id, kind, data, data.model_dump_json()))
+        self._floor.append(FloorMessage(self._floor_id, kind, data, FLOOR_DATA.dump_json(data).decode()))
 
     def _forget_old(self) -> None:
         ended = [cid for cid, c in self._calls.items() if c.ended]

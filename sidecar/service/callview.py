@@ -3,24 +3,27 @@
 ``CallState`` is the projection of one call's events (transcript, alerts, checklist, temperature
 curve, suggestions, scorecard, risk); ``summary()`` is its row on the floor, ``detail()`` the whole
 view. Both are the pydantic models the routes declare, so ``/openapi.json`` describes what the
-browser reads, and a new panel is a field here (its item model, its fold, its place in
-``CallDetail``) plus the script that draws it.
+browser reads.
 
-Items keep the JSON the widgets were built on: an event's place in the call (``seq``, ``channel``,
-``t_start``, ``t_end``, ``emitted_at``, as the bus stamped them) followed by its payload's fields
-(floats rounded to milliseconds, as ``plain`` does). A payload field added in
-``sidecar.kernel.events`` needs its place in the item here too (``tests/test_service_board.py``
-fails until it has one; the fold would otherwise leave it out).
+An item is its event's payload (the kernel's dataclass, inherited: a field added there is in the
+item, its schema and its JSON with no change here) and its place in the call (``Stamped``: ``seq``,
+``channel``, ``t_start``, ``t_end``, ``emitted_at``, as the bus stamped them), first in the JSON
+as the widgets were built on. Payload floats are rounded to milliseconds (``plain``), as the
+events' own JSON has them. A new panel is a list here (its item, its fold, its place in
+``CallDetail``) and the script that draws it.
+
 Memory: every list is bounded (``MAX_ITEMS``, oldest dropped; the full record stays on the bus).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Generic, Literal, TypedDict, TypeVar
+from dataclasses import field
+from typing import Annotated, Generic, TypedDict, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic.dataclasses import dataclass as typed_dataclass
 
 from sidecar.kernel.events import (
     Alert,
@@ -34,7 +37,6 @@ from sidecar.kernel.events import (
     Event,
     Intent,
     Score,
-    Severity,
     Suggestion,
     TranscriptFinal,
     TranscriptRedacted,
@@ -45,24 +47,25 @@ from sidecar.kernel.events import (
 MAX_ITEMS = 2_000
 CURVE_POINTS = 40  # temperatures in a summary (the sparkline)
 RISK_WEIGHTS = {"fatal": 0.6, "serious": 0.3, "general": 0.08}
+# every field is in every answer, so the published schema lists those with defaults as required too
+SCHEMA = ConfigDict(json_schema_serialization_defaults_required=True)
+
+Seconds = Annotated[float, Field(description="seconds of call audio")]
 
 
-class Item(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class Stamped(Item):
+@dataclasses.dataclass(frozen=True)
+class Stamped:
     """Where on the call an item sits: its event's seq, channel and times."""
 
-    seq: int = Field(description="the event's per-call seq (the SSE id)")
+    seq: Annotated[int, Field(description="the event's per-call seq (its SSE id)")]
     channel: Channel | None
-    t_start: float = Field(description="seconds of call audio")
-    t_end: float = Field(description="seconds of call audio")
-    emitted_at: float = Field(description="wall clock, epoch seconds")
+    t_start: Seconds
+    t_end: Seconds
+    emitted_at: Annotated[float, Field(description="wall clock, epoch seconds")]
 
 
 class Head(TypedDict):
-    """``Stamped``'s fields as the fold passes them on: ``Item(**head, **payload)``."""
+    """``Stamped``'s fields as the fold hands them on: ``Item(**head, **plain(payload))``."""
 
     seq: int
     channel: Channel | None
@@ -71,6 +74,20 @@ class Head(TypedDict):
     emitted_at: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """Where on the curve a reading sits: its event's seq and the end of what it read."""
+
+    seq: int
+    t: Seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class OnCall:
+    call_id: str
+
+
+@typed_dataclass(frozen=True, config=SCHEMA)
 class TranscriptLine(Stamped):
     """A final transcript (redacted; replaced when a later ``transcript.redacted`` corrects it)."""
 
@@ -79,84 +96,65 @@ class TranscriptLine(Stamped):
     segment: int
 
 
-class AlertItem(Stamped):
-    category: str
-    severity: Severity
-    rule_id: str
-    message: str = Field(description="what the agent is told")
-    evidence: str = Field(description="the redacted words that triggered it")
-    step: str | None = Field(description="the disclosure step of a missing_disclosure alert")
-    snippet_id: str | None = Field(description="a procedure to show with it")
-    source: Literal["partial", "final", "timing", "checklist"]
-    reason: str = Field(description="what matched: a phrase, a pattern, or the exemplar it resembles")
+@typed_dataclass(frozen=True, config=SCHEMA)
+class AlertItem(Alert, Stamped):
+    """A violation: ``message`` is what the agent is told, ``evidence`` the redacted words."""
 
 
-class ChecklistStep(Item):
+@typed_dataclass(frozen=True, config=SCHEMA)
+class SuggestionItem(Suggestion, Stamped):
+    """A procedure card pushed to the agent."""
+
+
+@typed_dataclass(frozen=True, config=SCHEMA)
+class WhisperItem(Whisper, Stamped):
+    """A supervisor's note to the agent."""
+
+
+@typed_dataclass(frozen=True, config=SCHEMA)
+class IntentItem(Intent, Stamped):
+    """What the customer called about, as a rule read it."""
+
+
+@typed_dataclass(frozen=True, config=SCHEMA)
+class BargeItem(Barge, Stamped):
+    """A supervisor asked to join the call."""
+
+
+@typed_dataclass(frozen=True, config=SCHEMA)
+class EmotionPoint(Emotion, Point):
+    """The customer's temperature after an utterance (-1..1), that utterance's own score, the
+    drivers behind it; ``warning`` when it is falling fast."""
+
+
+@typed_dataclass(frozen=True, config=SCHEMA)
+class ChecklistStep:
+    """A disclosure step's state now, and the event that set it."""
+
     state: ChecklistState
     mandatory: bool
     evidence: str
     seq: int
-    t_end: float
+    t_end: Seconds
 
 
-class EmotionPoint(Item):
-    seq: int
-    t: float = Field(description="seconds of call audio")
-    temperature: float = Field(description="the customer's temperature after this utterance, -1..1")
-    utterance: float = Field(description="this utterance's own score, -1..1")
-    label: Literal["angry", "negative", "neutral", "positive"]
-    drivers: list[str]
-    warning: bool = Field(description="the temperature is falling fast")
+@typed_dataclass(frozen=True, config=SCHEMA)
+class FloorAlert(AlertItem, OnCall):
+    """An ``alert`` message on the floor: its call and the alert as the call's detail lists it."""
 
 
-class SuggestionItem(Stamped):
-    snippet_id: str
-    title: str
-    body: str
-    score: float
-    reason: str
-    version: int = Field(description="the snippet's version when it was pushed")
+SCORECARD: TypeAdapter[Score] = TypeAdapter(Score)  # the score event's payload, floats rounded
 
 
-class WhisperItem(Stamped):
-    text: str
-    author: str
-
-
-class IntentItem(Stamped):
-    intent: str
-    confidence: float
-    evidence: str
-    rule_id: str
-
-
-class BargeItem(Stamped):
-    author: str
-    reason: str
-
-
-class ScorecardItem(Item):
-    name: str
-    section: Literal["service_quality", "efficiency", "customer_experience"]
-    score: float = Field(description="0..1")
-    weight: float = Field(description="share of the total")
-    detail: str
-    evidence_s: list[float] = Field(description="seconds of call audio that show it")
-
-
-class Scorecard(Item):
-    total: float = Field(description="0..100")
-    sections: dict[str, float]
-    items: list[ScorecardItem]
-
-
-class AlertCounts(Item):
+class AlertCounts(BaseModel):
+    model_config = SCHEMA
     fatal: int
     serious: int
     general: int
 
 
-class ChecklistCounts(Item):
+class ChecklistCounts(BaseModel):
+    model_config = SCHEMA
     done: int
     due: int
     missed: int
@@ -166,10 +164,11 @@ AlertsT = TypeVar("AlertsT")
 ChecklistT = TypeVar("ChecklistT")
 
 
-class CallView(Item, Generic[AlertsT, ChecklistT]):
+class CallView(BaseModel, Generic[AlertsT, ChecklistT]):
     """What a call's row and its detail share; ``alerts`` and ``checklist`` are counts in the row
     and the items themselves in the detail (the widgets read them so)."""
 
+    model_config = SCHEMA
     call_id: str
     agent_id: str
     queue: str
@@ -204,7 +203,7 @@ class CallDetail(CallView[list[AlertItem], dict[str, ChecklistStep]]):
     whispers: list[WhisperItem]
     intents: list[IntentItem]
     barges: list[BargeItem]
-    scorecard: Scorecard | None
+    scorecard: Score | None = Field(description="the post-call scorecard once the call has ended")
 
 
 def risk_score(alerts: dict[str, int], temperature: float) -> float:
@@ -220,7 +219,7 @@ def risk_score(alerts: dict[str, int], temperature: float) -> float:
     return round(1.0 - safe, 3)
 
 
-@dataclass
+@dataclasses.dataclass
 class CallState:
     call_id: str
     started_at: float
@@ -244,7 +243,7 @@ class CallState:
     whispers: deque[WhisperItem] = field(default_factory=lambda: deque(maxlen=MAX_ITEMS))
     intents: deque[IntentItem] = field(default_factory=lambda: deque(maxlen=MAX_ITEMS))
     barges: deque[BargeItem] = field(default_factory=lambda: deque(maxlen=MAX_ITEMS))
-    scorecard: Scorecard | None = None
+    scorecard: Score | None = None
 
     @property
     def checklist_counts(self) -> ChecklistCounts:
@@ -255,7 +254,7 @@ class CallState:
 
     @property
     def alert_counts(self) -> AlertCounts:
-        return AlertCounts(**self.alerts_by_severity)
+        return AlertCounts.model_validate(self.alerts_by_severity)
 
     @property
     def risk(self) -> float:
@@ -323,7 +322,7 @@ class CallState:
             for i in range(len(self.transcript) - 1, -1, -1):
                 line = self.transcript[i]
                 if line.channel == event.channel and line.segment == p.segment:
-                    self.transcript[i] = line.model_copy(update={"text": p.text})
+                    self.transcript[i] = dataclasses.replace(line, text=p.text)
                     break
             return False
         if isinstance(p, Alert):
@@ -350,7 +349,7 @@ class CallState:
             self.intents.append(IntentItem(**head, **plain(p)))
             return False
         if isinstance(p, Score):
-            self.scorecard = Scorecard.model_validate(plain(p))
+            self.scorecard = SCORECARD.validate_python(plain(p))
             return True
         if isinstance(p, CallEnded):
             self.ended, self.end_reason = True, p.reason

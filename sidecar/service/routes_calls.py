@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from sidecar.kernel.bus import SubscriberLaggedError
 from sidecar.kernel.errors import InputError
 from sidecar.service.auth import Principal
-from sidecar.service.board import FloorAlert, FloorLaggedError, FloorResync, summary_sort_key
-from sidecar.service.callview import CallDetail, CallSummary
+from sidecar.service.board import FloorLaggedError, FloorResync, summary_sort_key
+from sidecar.service.callview import CallDetail, CallSummary, FloorAlert
 from sidecar.service.context import AppContext, authorize, authorize_stream, get_ctx, visible_call
 from sidecar.service.limits import StrictJsonRoute
 from sidecar.service.live import CallNotLiveError, StartRequest, TooManyCallsError, TooManyUserCallsError
