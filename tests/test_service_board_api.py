@@ -246,12 +246,12 @@ def test_openapi_types_the_call_list_the_detail_and_the_floor(
         i["properties"]["event"]["const"]: i["properties"]["data"]["contentSchema"] for i in floor["oneOf"]
     }
     assert kinds == {"call": {"$ref": ref + "CallSummary"}, "alert": {"$ref": ref + "FloorAlert"},
-                     "error": {"$ref": ref + "FloorResync"}}  # fmt: skip
+                     "error": {"$ref": ref + "Resync"}}  # fmt: skip
 
     before = {"X": {"type": "object", "properties": {"a": {"type": "object", "additionalProperties": True},
                                                    "b": {}}}}  # fmt: skip
     assert untyped(before, ["X"]) == ["X.a", "X.b"]  # dict[str, Any] and Any, as the detail had them
-    assert untyped(schemas, ["CallSummary", "CallDetail", "FloorAlert", "FloorResync"]) == []
+    assert untyped(schemas, ["CallSummary", "CallDetail", "FloorAlert", "Resync"]) == []
     detail = schemas["CallDetail"]["properties"]
     assert detail["transcript"]["items"] == {"$ref": ref + "TranscriptLine"}
     assert detail["alerts"]["items"] == {"$ref": ref + "AlertItem"}

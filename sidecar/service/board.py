@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import TypeAdapter
 
 from sidecar.kernel.events import Alert, Event
 from sidecar.service.callview import CallState, CallSummary, FloorAlert
@@ -28,13 +28,6 @@ from sidecar.service.callview import CallState, CallSummary, FloorAlert
 
 class FloorLaggedError(Exception):
     """The floor reader's position is older than the ring still holds."""
-
-
-class FloorResync(BaseModel):
-    """An ``error`` message that ends a stream whose reader fell behind: re-read, then resume."""
-
-    detail: str
-    resync: bool = Field(description="true: re-read the state (GET), then open the stream again")
 
 
 @dataclass(frozen=True, slots=True)

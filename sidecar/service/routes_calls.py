@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sidecar.kernel.bus import SubscriberLaggedError
 from sidecar.kernel.errors import InputError
 from sidecar.service.auth import Principal
-from sidecar.service.board import FloorLaggedError, FloorResync, summary_sort_key
+from sidecar.service.board import FloorLaggedError, summary_sort_key
 from sidecar.service.callview import CallDetail, CallSummary, FloorAlert
 from sidecar.service.context import AppContext, authorize, authorize_stream, get_ctx, visible_call
 from sidecar.service.limits import StrictJsonRoute
@@ -24,9 +24,10 @@ from sidecar.service.sse import (
     PING_S,
     RETRY,
     SSE_HEADERS,
+    Resync,
     SseMessage,
-    json_message,
     last_event_seq,
+    resync_message,
     sse_openapi,
     sse_response,
     sse_stream,
@@ -110,7 +111,7 @@ async def call_events(
             async for chunk in ctx.feeds.follow(call_id, after_seq, PING_S):
                 yield chunk or PING
         except SubscriberLaggedError as exc:  # re-read GET /v1/calls/{id}, then resume
-            yield json_message(None, "error", {"detail": f"lagged: {exc}", "resync": True}).encode()
+            yield resync_message(f"lagged: {exc}").encode()
         finally:
             gauge.dec()
 
@@ -120,10 +121,10 @@ async def call_events(
 @router.get(
     "/floor/events",
     response_class=StreamingResponse,
-    response_model=CallSummary | FloorAlert | FloorResync,
+    response_model=CallSummary | FloorAlert | Resync,
     responses=sse_openapi(
         "call summaries and alerts (SSE); `error` ends a stream that fell behind",
-        {"call": "CallSummary", "alert": "FloorAlert", "error": "FloorResync"},
+        {"call": "CallSummary", "alert": "FloorAlert", "error": "Resync"},
     ),
 )
 async def floor_events(
@@ -139,7 +140,7 @@ async def floor_events(
 
     def lagged(exc: BaseException) -> SseMessage | None:
         if isinstance(exc, FloorLaggedError):
-            return json_message(None, "error", {"detail": str(exc), "resync": True})
+            return resync_message(str(exc))
         return None
 
     return sse_response(ctx, "floor", sse_stream(messages(), on_error=lagged, closing=ctx.closing))

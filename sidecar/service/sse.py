@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:  # the context imports this module (through fanout)
     from sidecar.service.context import AppContext
@@ -50,6 +51,17 @@ class SseMessage:
 
 def json_message(id_: int | None, event: str, data: Any) -> SseMessage:
     return SseMessage(id_, event, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+class Resync(BaseModel):
+    """The ``error`` message that ends a stream whose reader fell behind what the server retains."""
+
+    detail: str
+    resync: bool = Field(description="true: re-read the state (GET), then open the stream again")
+
+
+def resync_message(detail: str) -> SseMessage:
+    return SseMessage(None, "error", Resync(detail=detail, resync=True).model_dump_json())
 
 
 def sse_openapi(description: str, messages: dict[str, str]) -> dict[int | str, dict[str, Any]]:
