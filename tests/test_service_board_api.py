@@ -2,10 +2,11 @@
 and what ``/openapi.json`` says of them.
 
 A scripted pair of calls (every event type the board folds, floats that are and are not rounded)
-goes through a real service on a bus with a fixed clock; what ``GET /v1/calls``,
-``GET /v1/calls/{id}`` and ``/v1/floor/events`` answer must equal ``fixtures/board/wire.json``,
-captured from the service before its board was typed (issue 14): the widgets read these keys
-(the same keys and values, numbers of the same JSON type; the order of keys is free).
+and a floor warning go through a real service on a bus with a fixed clock; what ``GET /v1/calls``,
+``GET /v1/calls/{id}``, ``/v1/floor/events`` and ``/v1/floor/warnings/events`` answer must equal
+``fixtures/board/wire.json``, captured from the service before each was typed (issue 14): the
+widgets read these keys (the same keys and values, numbers of the same JSON type; the order of
+keys is free).
 ``ASSIST_WRITE_WIRE=1`` rewrites the file (only for a deliberate change of the wire format).
 
 The published schema names every property with its type, all the way down (no untyped object
@@ -36,6 +37,7 @@ from sidecar.kernel.events import (
     Checklist,
     Emotion,
     Event,
+    FloorWarning,
     Intent,
     Score,
     ScoreItem,
@@ -46,6 +48,7 @@ from sidecar.kernel.events import (
     Whisper,
     Word,
 )
+from sidecar.qa.watch import WARNINGS_STREAM
 from tests.service_helpers import LightServer, light_server, read_sse
 
 pytestmark = pytest.mark.unit
@@ -112,6 +115,30 @@ def live_call(call_id: str) -> list[Event]:
     ]  # fmt: skip
 
 
+def warnings() -> list[Event]:
+    # a complaint burst's value and threshold are counts: ints, where the payload says float
+    warning = FloorWarning("complaint_burst", "refund", "3 customers complain about refund", "ep-wire",
+                           ("wire-ended", "wire-live"), 1_764_892_790.1234567, 1_764_892_805.7654321, 3, 2)  # fmt: skip
+    return [Event("warning.raised", WARNINGS_STREAM, None, 0, 0, warning),
+            Event("warning.cleared", WARNINGS_STREAM, None, 0, 0, warning)]  # fmt: skip
+
+
+def warning_messages(node: LightServer) -> list[dict[str, Any]]:
+    """The scripted episode's messages on the floor's warnings stream (the service's own
+    watcher may raise others)."""
+    out: list[dict[str, Any]] = []
+    with (
+        node.client() as c,
+        c.stream("GET", "/v1/floor/warnings/events", headers={"Last-Event-ID": "0"}) as r,
+    ):
+        for message in read_sse(r):
+            if message["data"].get("episode") == "ep-wire":
+                out.append(message)
+            if len(out) == 2:
+                return out
+    raise AssertionError("the warnings stream ended early")
+
+
 def floor_messages(node: LightServer, count: int) -> list[dict[str, Any]]:
     with node.client() as c, c.stream("GET", "/v1/floor/events", headers={"Last-Event-ID": "0"}) as r:
         out: list[dict[str, Any]] = []
@@ -132,13 +159,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LightServ
         loop = app.state.ctx.tasks[0].get_loop()  # the service's own loop: the bus lives there
 
         async def publish() -> None:
-            for event in live_call("wire-live") + ended_call("wire-ended"):
+            for event in live_call("wire-live") + ended_call("wire-ended") + warnings():
                 await bus.publish(event)
 
         asyncio.run_coroutine_threadsafe(publish(), loop).result(timeout=30)
         # the board follows the bus a moment behind: its last floor message (the call's end)
         # says it has folded in everything
-        wire: dict[str, Any] = {"floor": floor_messages(node, 14)}
+        wire: dict[str, Any] = {"floor": floor_messages(node, 14), "warnings": warning_messages(node)}
         with node.client() as c:
             wire["calls"] = c.get("/v1/calls").json()
             wire["calls_live"] = c.get("/v1/calls", params={"status": "live"}).json()
