@@ -11,7 +11,8 @@ warnings' counts; the order of keys is free).
 
 The published schema names every property with its type, all the way down (no untyped object
 anywhere under a call's row, its detail or a floor message), and the real answers validate
-against it (JSON Schema 2020-12, as OpenAPI 3.1 uses).
+against it (JSON Schema 2020-12, as OpenAPI 3.1 uses), also under schemathesis's own
+``response_schema_conformance`` check with generated queries.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -341,3 +344,34 @@ def test_real_answers_validate_against_the_published_schema(
     broken["scorecard"]["items"][0]["evidence_s"] = ["3.1"]
     errors = sorted({".".join(map(str, e.absolute_path)) for e in detailed.iter_errors(broken)})
     assert errors == ["alerts.0.severity", "checklist.greeting.state", "scorecard", "transcript.0"], errors
+
+
+ST = Path(sys.executable).with_name("st")
+
+
+@pytest.mark.timeout(300)
+def test_schemathesis_finds_the_answers_conform(
+    served: tuple[LightServer, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Schemathesis's own conformance check on the call list and detail of the scripted calls
+    (generated filters and ids, each answer checked against the published schema)."""
+    node, _ = served
+    config = tmp_path / "schemathesis.toml"
+    config.write_text('[parameters]\n"path.call_id" = "wire-ended"\n', encoding="utf-8")
+    cmd = [
+        str(ST), "--config-file", str(config), "run", f"{node.base}/openapi.json",
+        "--checks", "response_schema_conformance,not_a_server_error",
+        "--header", f"Authorization: Bearer {node.token}",
+        "--include-operation-id", "list_calls_v1_calls_get",
+        "--include-operation-id", "get_call_v1_calls__call_id__get",
+        "--phases", "examples,fuzzing",
+        "--max-time", "15",  # a time budget: fuzzing goes on until it is spent (thousands of requests)
+        "--generation-deterministic",
+        "--workers", "1",
+        "--no-color",
+    ]  # fmt: skip
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "HOME": str(tmp_path)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    report = done.stdout[-6000:] + done.stderr[-2000:]
+    assert done.returncode == 0, report
+    assert "2 passed" in done.stdout or "No issues found" in done.stdout, report
