@@ -120,3 +120,25 @@ def test_a_board_item_is_its_place_in_the_call_then_its_payload(
     """Items inherit their payload's fields (one added in ``sidecar.kernel.events`` is in the JSON
     with no change to the board), after the fields that place them, as the widgets' JSON has them."""
     assert [f.name for f in dataclasses.fields(item)] == place + [f.name for f in dataclasses.fields(payload)]
+
+
+async def test_the_language_model_reads_the_boards_typed_items() -> None:
+    from sidecar.service.routes_llm import cards_of, turns_of
+
+    board = CallBoard()
+    events = [
+        *_events("c1")[:2],
+        Event("transcript.final", "c1", "agent", 2, 3, TranscriptFinal("  ", (), "en", 2)),
+        Event("suggestion", "c1", "customer", 2, 3, Suggestion("kb-1", "Refunds", "Five days.", 0.9, "refund")),
+        Event("suggestion", "c1", "customer", 3, 4, Suggestion("kb-2", "Delays", "Sorry.", 0.8, "wait")),
+        Event("suggestion", "c1", "customer", 4, 5, Suggestion("kb-1", "Refunds", "Five days.", 0.9, "refund")),
+    ]  # fmt: skip
+    for seq, event in enumerate(events, start=1):
+        await board.apply(dataclasses.replace(event, seq=seq))
+    state = board.get("c1")
+    assert state is not None
+    assert [(t.channel, t.text) for t in turns_of(state)] == [("customer", "where is my refund")]
+    assert [(c.snippet_id, c.title, c.body) for c in cards_of(state)] == [
+        ("kb-2", "Delays", "Sorry."),
+        ("kb-1", "Refunds", "Five days."),
+    ]
