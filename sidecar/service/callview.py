@@ -8,9 +8,11 @@ browser reads.
 An item is its event's payload (the kernel's dataclass, inherited: a field added there is in the
 item, its schema and its JSON with no change here) and its place in the call (``Stamped``: ``seq``,
 ``channel``, ``t_start``, ``t_end``, ``emitted_at``, as the bus stamped them), first in the JSON
-as the widgets were built on. Payload floats are rounded to milliseconds (``plain``), as the
-events' own JSON has them. A new panel is a list here (its item, its fold, its place in
-``CallDetail``) and the script that draws it.
+as the widgets were built on; the scorecard is the ``Score`` payload itself. Two are their own
+shapes: a transcript line (a final's text, not its words) and a checklist step (a step's latest
+state). Payload floats are rounded to milliseconds (``plain``), as the events' own JSON has them.
+A new panel is a list here (its item, its fold, its place in ``CallDetail``) and the script that
+draws it.
 
 Memory: every list is bounded (``MAX_ITEMS``, oldest dropped; the full record stays on the bus).
 """
