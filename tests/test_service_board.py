@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
-from sidecar.kernel.events import Alert, CallEnded, CallStarted, Checklist, Emotion, Event, TranscriptFinal
-from sidecar.service.board import CallBoard, FloorLaggedError, risk_score
+from sidecar.kernel.events import (
+    Alert,
+    Barge,
+    CallEnded,
+    CallStarted,
+    Checklist,
+    Emotion,
+    Event,
+    Intent,
+    Suggestion,
+    TranscriptFinal,
+    Whisper,
+)
+from sidecar.service.board import CallBoard, FloorLaggedError
+from sidecar.service.callview import (
+    AlertItem,
+    BargeItem,
+    EmotionPoint,
+    FloorAlert,
+    IntentItem,
+    SuggestionItem,
+    WhisperItem,
+    risk_score,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -45,14 +68,14 @@ async def test_the_board_folds_a_call_and_tells_the_floor() -> None:
     state = board.get("c1")
     assert state is not None
     summary = state.summary()
-    assert (summary["agent_id"], summary["queue"], summary["ended"]) == ("alice", "billing", True)
-    assert summary["alerts"] == {"fatal": 1, "serious": 0, "general": 0}
-    assert summary["checklist"]["missed"] == 1
-    assert summary["temperatures"] == [-0.5]
-    assert summary["risk"] == risk_score(summary["alerts"], -0.5)
+    assert (summary.agent_id, summary.queue, summary.ended) == ("alice", "billing", True)
+    assert summary.alerts.model_dump() == {"fatal": 1, "serious": 0, "general": 0}
+    assert summary.checklist.missed == 1
+    assert summary.temperatures == [-0.5]
+    assert summary.risk == risk_score(summary.alerts.model_dump(), -0.5)
     detail = state.detail()
-    assert detail["transcript"][0]["text"] == "where is my refund"
-    assert detail["alerts"][0]["emitted_at"] == 103.0
+    assert detail.transcript[0].text == "where is my refund"
+    assert detail.alerts[0].emitted_at == 103.0
     feed = board.floor(after=0)
     kinds = [(await anext(feed)).event for _ in range(6)]
     assert kinds == ["call", "call", "alert", "call", "call", "call"]
@@ -73,4 +96,49 @@ async def test_a_floor_reader_too_far_behind_is_told_so() -> None:
     for event in _events("c9")[:1]:
         await board.apply(event)
     message = await asyncio.wait_for(waiter, 1)
-    assert message.data["call_id"] == "c9"
+    assert message.data.call_id == "c9"
+
+
+HEAD = ["seq", "channel", "t_start", "t_end", "emitted_at"]
+
+
+@pytest.mark.parametrize(
+    ("item", "payload", "place"),
+    [
+        (AlertItem, Alert, HEAD),
+        (SuggestionItem, Suggestion, HEAD),
+        (WhisperItem, Whisper, HEAD),
+        (IntentItem, Intent, HEAD),
+        (BargeItem, Barge, HEAD),
+        (EmotionPoint, Emotion, ["seq", "t"]),
+        (FloorAlert, Alert, ["call_id", *HEAD]),
+    ],
+)
+def test_a_board_item_is_its_place_in_the_call_then_its_payload(
+    item: type, payload: type, place: list[str]
+) -> None:
+    """Items inherit their payload's fields (one added in ``sidecar.kernel.events`` is in the JSON
+    with no change to the board), after the fields that place them, as the widgets' JSON has them."""
+    assert [f.name for f in dataclasses.fields(item)] == place + [f.name for f in dataclasses.fields(payload)]
+
+
+async def test_the_language_model_reads_the_boards_typed_items() -> None:
+    from sidecar.service.routes_llm import cards_of, turns_of
+
+    board = CallBoard()
+    events = [
+        *_events("c1")[:2],
+        Event("transcript.final", "c1", "agent", 2, 3, TranscriptFinal("  ", (), "en", 2)),
+        Event("suggestion", "c1", "customer", 2, 3, Suggestion("kb-1", "Refunds", "Five days.", 0.9, "refund")),
+        Event("suggestion", "c1", "customer", 3, 4, Suggestion("kb-2", "Delays", "Sorry.", 0.8, "wait")),
+        Event("suggestion", "c1", "customer", 4, 5, Suggestion("kb-1", "Refunds", "Five days.", 0.9, "refund")),
+    ]  # fmt: skip
+    for seq, event in enumerate(events, start=1):
+        await board.apply(dataclasses.replace(event, seq=seq))
+    state = board.get("c1")
+    assert state is not None
+    assert [(t.channel, t.text) for t in turns_of(state)] == [("customer", "where is my refund")]
+    assert [(c.snippet_id, c.title, c.body) for c in cards_of(state)] == [
+        ("kb-2", "Delays", "Sorry."),
+        ("kb-1", "Refunds", "Five days."),
+    ]

@@ -38,7 +38,7 @@ from sidecar.kernel.events import (
 from sidecar.qa.negative import count_negative_words
 
 if TYPE_CHECKING:
-    from sidecar.service.board import CallState
+    from sidecar.service.callview import CallState
 
 COMPLAINT_INTENTS = frozenset(
     {"complaint", "implicit_complaint", "refund_request", "cancel_threat", "escalation_request"}
@@ -202,14 +202,12 @@ def digest_from_board(state: CallState, *, team: str = "", customer_ref: str = "
     fold = DigestFold(state.call_id, started_at=state.started_at, duration_s=state.duration_s, ended=True)
     fold.meta = {"agent_id": state.agent_id, "queue": state.queue, "team": team, "customer_ref": customer_ref}
     fold.lang = state.lang
-    fold.intents = [(float(i["t_start"]), float(i["t_end"]), str(i["intent"])) for i in state.intents]
-    fold.cards = [(float(s["t_start"]), str(s["snippet_id"])) for s in state.suggestions]
-    fold.temperatures = [float(e["temperature"]) for e in state.emotion]
-    for item in state.transcript:
-        if item["channel"] == "customer":
-            fold.words[("customer", int(item["segment"]))] = count_negative_words(
-                str(item["text"]), str(item["lang"])
-            )
+    fold.intents = [(i.t_start, i.t_end, i.intent) for i in state.intents]
+    fold.cards = [(s.t_start, s.snippet_id) for s in state.suggestions]
+    fold.temperatures = [e.temperature for e in state.emotion]
+    for line in state.transcript:
+        if line.channel == "customer":
+            fold.words[("customer", line.segment)] = count_negative_words(line.text, line.lang)
     for alert in state.alerts:
-        fold.violations[(str(alert["category"]), str(alert["severity"]))] += 1
+        fold.violations[(alert.category, alert.severity)] += 1
     return fold.digest()

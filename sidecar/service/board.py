@@ -1,198 +1,44 @@
-"""The call board: what the REST API and the supervisor floor show, folded from the bus's events.
+"""The call board: every call's view (``callview.CallState``) and the supervisor floor's feed,
+folded from the bus's events.
 
-Each call's state (transcript, alerts, checklist, temperature curve, suggestions, scorecard, risk)
-is a projection of its events; the board follows the bus's ``"*"`` stream, so any API node that
-reads the same bus shows the same board. Memory: every list is bounded (``MAX_ITEMS`` per list,
-oldest dropped — the full record stays on the bus), and only the last ``retain_ended`` ended calls
-are kept.
+The board follows the bus's ``"*"`` stream, so any API node that reads the same bus shows the same
+board. Memory: each call's lists are bounded (``callview.MAX_ITEMS``), and only the last
+``retain_ended`` ended calls are kept.
 
-The floor feed is a bounded ring of ``call`` (summary) and ``alert`` messages with a floor-wide
-id; a supervisor's stream reads it through a cursor and resumes by id. A reader too far behind
-gets ``FloorLaggedError`` and re-reads the call list.
+The floor feed is a bounded ring of ``call`` (the call's ``CallSummary``) and ``alert``
+(``FloorAlert``) messages with a floor-wide id; a supervisor's stream reads it through a cursor and
+resumes by id. A reader too far behind gets ``FloorLaggedError`` and re-reads the call list.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
 
-from sidecar.kernel.events import (
-    Alert,
-    CallEnded,
-    CallStarted,
-    Checklist,
-    Emotion,
-    Event,
-    Intent,
-    Score,
-    Suggestion,
-    TranscriptFinal,
-    TranscriptRedacted,
-    Whisper,
-    plain,
-)
+from pydantic import TypeAdapter
 
-MAX_ITEMS = 2_000
-CURVE_POINTS = 40  # temperatures in a summary (the sparkline)
-RISK_WEIGHTS = {"fatal": 0.6, "serious": 0.3, "general": 0.08}
+from sidecar.kernel.events import Alert, Event
+from sidecar.service.callview import CallState, CallSummary, FloorAlert
 
 
 class FloorLaggedError(Exception):
     """The floor reader's position is older than the ring still holds."""
 
 
-def risk_score(alerts: dict[str, int], temperature: float) -> float:
-    """0..1: the chance-like union of what went wrong, plus how unhappy the customer is now.
-
-    Each alert (a missed mandatory disclosure raises one too) adds its severity's weight as an
-    independent risk: two serious alerts make 0.51; a cold customer adds up to 0.4.
-    """
-    safe = 1.0
-    for severity, n in alerts.items():
-        safe *= (1.0 - RISK_WEIGHTS.get(severity, 0.0)) ** n
-    safe *= 1.0 - 0.4 * max(0.0, -temperature)
-    return round(1.0 - safe, 3)
-
-
-@dataclass
-class CallState:
-    call_id: str
-    started_at: float
-    agent_id: str = ""
-    queue: str = ""
-    lang: str = ""
-    source: str = ""
-    ended: bool = False
-    end_reason: str = ""
-    duration_s: float = 0.0
-    last_seq: int = 0
-    temperature: float = 0.0
-    alerts_by_severity: dict[str, int] = field(
-        default_factory=lambda: {"fatal": 0, "serious": 0, "general": 0}
-    )
-    transcript: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_ITEMS))
-    alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_ITEMS))
-    checklist: dict[str, dict[str, Any]] = field(default_factory=dict)
-    emotion: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_ITEMS))
-    suggestions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_ITEMS))
-    whispers: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_ITEMS))
-    intents: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_ITEMS))
-    barges: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_ITEMS))
-    scorecard: dict[str, Any] | None = None
-
-    @property
-    def checklist_counts(self) -> dict[str, int]:
-        counts = {"done": 0, "due": 0, "missed": 0}
-        for step in self.checklist.values():
-            counts[step["state"]] = counts.get(step["state"], 0) + 1
-        return counts
-
-    @property
-    def risk(self) -> float:
-        return risk_score(self.alerts_by_severity, self.temperature)
-
-    def summary(self) -> dict[str, Any]:
-        last_alert = self.alerts[-1] if self.alerts else None
-        return {
-            "call_id": self.call_id,
-            "agent_id": self.agent_id,
-            "queue": self.queue,
-            "lang": self.lang,
-            "source": self.source,
-            "started_at": round(self.started_at, 3),
-            "ended": self.ended,
-            "end_reason": self.end_reason,
-            "duration_s": round(self.duration_s, 3),
-            "last_seq": self.last_seq,
-            "risk": self.risk,
-            "temperature": round(self.temperature, 3),
-            "temperatures": [p["temperature"] for p in list(self.emotion)[-CURVE_POINTS:]],
-            "alerts": dict(self.alerts_by_severity),
-            "last_alert": last_alert,
-            "checklist": self.checklist_counts,
-            "score": self.scorecard["total"] if self.scorecard else None,
-        }
-
-    def detail(self) -> dict[str, Any]:
-        return {
-            **self.summary(),
-            "transcript": list(self.transcript),
-            "alerts": list(self.alerts),
-            "alert_counts": dict(self.alerts_by_severity),
-            "checklist": dict(self.checklist),
-            "emotion": list(self.emotion),
-            "suggestions": list(self.suggestions),
-            "whispers": list(self.whispers),
-            "intents": list(self.intents),
-            "barges": list(self.barges),
-            "scorecard": self.scorecard,
-        }
-
-    def apply(self, event: Event) -> bool:
-        """Fold one event in; True when the floor should hear about it."""
-        self.last_seq = max(self.last_seq, event.seq)
-        self.duration_s = max(self.duration_s, event.t_end)
-        p = event.payload
-        head = {"seq": event.seq, "channel": event.channel, "t_start": event.t_start, "t_end": event.t_end,
-                "emitted_at": event.emitted_at}  # fmt: skip
-        if isinstance(p, CallStarted):
-            self.lang, self.source = p.lang, p.source
-            self.agent_id = p.meta.get("agent_id", "")
-            self.queue = p.meta.get("queue", "")
-            return True
-        if isinstance(p, TranscriptFinal):
-            self.transcript.append({**head, "text": p.text, "lang": p.lang, "segment": p.segment})
-            return False
-        if isinstance(p, TranscriptRedacted):  # a number completed later: the final's text is redacted again
-            for item in reversed(self.transcript):
-                if item["channel"] == event.channel and item.get("segment") == p.segment:
-                    item["text"] = p.text
-                    break
-            return False
-        if isinstance(p, Alert):
-            self.alerts.append({**head, **plain(p)})
-            self.alerts_by_severity[p.severity] = self.alerts_by_severity.get(p.severity, 0) + 1
-            return True
-        if isinstance(p, Checklist):
-            before = self.checklist.get(p.step, {}).get("state")
-            self.checklist[p.step] = {"state": p.state, "mandatory": p.mandatory, "evidence": p.evidence,
-                                      "seq": event.seq, "t_end": event.t_end}  # fmt: skip
-            return before != p.state
-        if isinstance(p, Emotion):
-            self.emotion.append({"seq": event.seq, "t": event.t_end, **plain(p)})
-            changed = abs(p.temperature - self.temperature) >= 0.05 or p.warning
-            self.temperature = p.temperature
-            return changed
-        if isinstance(p, Suggestion):
-            self.suggestions.append({**head, **plain(p)})
-            return False
-        if isinstance(p, Whisper):
-            self.whispers.append({**head, **plain(p)})
-            return False
-        if isinstance(p, Intent):
-            self.intents.append({**head, **plain(p)})
-            return False
-        if isinstance(p, Score):
-            self.scorecard = plain(p)
-            return True
-        if isinstance(p, CallEnded):
-            self.ended, self.end_reason = True, p.reason
-            self.duration_s = max(self.duration_s, p.duration_s)
-            return True
-        if event.type == "barge":
-            self.barges.append({**head, **plain(p)})
-            return True
-        return False
-
-
 @dataclass(frozen=True, slots=True)
 class FloorMessage:
     id: int
-    event: str  # "call" | "alert"
-    data: dict[str, Any]
+    event: Literal["call", "alert"]
+    data: CallSummary | FloorAlert
+    json: str  # data as JSON, serialised once for every supervisor's stream
+
+
+FLOOR_DATA: TypeAdapter[CallSummary | FloorAlert] = TypeAdapter(CallSummary | FloorAlert)
 
 
 class CallBoard:
@@ -222,7 +68,7 @@ class CallBoard:
         self.events_seen += 1
         notify = state.apply(event)
         if isinstance(event.payload, Alert):
-            self._post("alert", {"call_id": event.call_id, **state.alerts[-1]})
+            self._post("alert", FloorAlert(call_id=event.call_id, **dataclasses.asdict(state.alerts[-1])))
         if notify:
             self._post("call", state.summary())
         if state.ended:
@@ -231,9 +77,9 @@ class CallBoard:
             async with self._changed:
                 self._changed.notify_all()
 
-    def _post(self, kind: str, data: dict[str, Any]) -> None:
+    def _post(self, kind: Literal["call", "alert"], data: CallSummary | FloorAlert) -> None:
         self._floor_id += 1
-        self._floor.append(FloorMessage(self._floor_id, kind, data))
+        self._floor.append(FloorMessage(self._floor_id, kind, data, FLOOR_DATA.dump_json(data).decode()))
 
     def _forget_old(self) -> None:
         ended = [cid for cid, c in self._calls.items() if c.ended]
@@ -249,7 +95,7 @@ class CallBoard:
             return False
         return True
 
-    async def floor(self, after: int | None) -> Any:
+    async def floor(self, after: int | None) -> AsyncIterator[FloorMessage]:
         """Floor messages with ``id > after`` (``None``: from now on), until cancelled."""
         cursor = self._floor_id if after is None else after
         while True:

@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sidecar.calls.access import AccessDeniedError
 from sidecar.calls.registry import LiveCalls
 from sidecar.service.auth import Permission, Principal
-from sidecar.service.board import CallBoard, CallState
+from sidecar.service.board import CallBoard
+from sidecar.service.callview import CallState
 from sidecar.service.config import Services
 from sidecar.service.fanout import Feeds
 

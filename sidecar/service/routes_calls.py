@@ -16,6 +16,7 @@ from sidecar.kernel.bus import SubscriberLaggedError
 from sidecar.kernel.errors import InputError
 from sidecar.service.auth import Principal
 from sidecar.service.board import FloorLaggedError, summary_sort_key
+from sidecar.service.callview import CallDetail, CallSummary, FloorAlert
 from sidecar.service.context import AppContext, authorize, authorize_stream, get_ctx, visible_call
 from sidecar.service.limits import StrictJsonRoute
 from sidecar.service.sse import (
@@ -24,48 +25,17 @@ from sidecar.service.sse import (
     PING_S,
     RETRY,
     SSE_HEADERS,
+    Resync,
     SseMessage,
-    json_message,
     last_event_seq,
+    resync_message,
+    sse_openapi,
     sse_response,
     sse_stream,
 )
 
 router = APIRouter(prefix="/v1", tags=["calls"], route_class=StrictJsonRoute)
 Ctx = Annotated[AppContext, Depends(get_ctx)]
-
-
-class CallSummary(BaseModel):
-    call_id: str
-    agent_id: str
-    queue: str
-    lang: str
-    source: str
-    started_at: float
-    ended: bool
-    end_reason: str
-    duration_s: float
-    last_seq: int
-    risk: float = Field(description="0..1, riskiest first in lists")
-    temperature: float = Field(description="the customer's temperature now, -1..1")
-    temperatures: list[float] = Field(description="recent temperatures, for a sparkline")
-    alerts: dict[str, int] = Field(description="alert counts by severity")
-    last_alert: dict[str, Any] | None
-    checklist: dict[str, int] = Field(description="disclosure steps by state")
-    score: float | None = Field(description="the post-call score (0..100) once the call has ended")
-
-
-class CallDetail(CallSummary):
-    alerts: list[dict[str, Any]]  # type: ignore[assignment]  # the list here, counts in alert_counts
-    alert_counts: dict[str, int]
-    transcript: list[dict[str, Any]]
-    checklist: dict[str, dict[str, Any]]  # type: ignore[assignment]
-    emotion: list[dict[str, Any]]
-    suggestions: list[dict[str, Any]]
-    whispers: list[dict[str, Any]]
-    intents: list[dict[str, Any]]
-    barges: list[dict[str, Any]]
-    scorecard: dict[str, Any] | None
 
 
 class WhisperIn(BaseModel):
@@ -100,7 +70,7 @@ def list_calls(
     ctx: Ctx,
     principal: Annotated[Principal, Depends(authorize("calls.read"))],
     status: Literal["live", "ended", "all"] = "all",
-) -> list[dict[str, Any]]:
+) -> list[CallSummary]:
     calls = ctx.board.calls()
     if not principal.may("calls.read_all"):
         calls = [c for c in calls if c.agent_id == principal.name]
@@ -112,7 +82,7 @@ def list_calls(
 @router.get("/calls/{call_id}", response_model=CallDetail, responses={403: {}, 404: {}})
 def get_call(
     call_id: str, ctx: Ctx, principal: Annotated[Principal, Depends(authorize("calls.read"))]
-) -> dict[str, Any]:
+) -> CallDetail:
     return visible_call(ctx, principal, call_id).detail()
 
 
@@ -142,7 +112,7 @@ async def call_events(
             async for chunk in ctx.feeds.follow(call_id, after_seq, PING_S):
                 yield chunk or PING
         except SubscriberLaggedError as exc:  # re-read GET /v1/calls/{id}, then resume
-            yield json_message(None, "error", {"detail": f"lagged: {exc}", "resync": True}).encode()
+            yield resync_message(f"lagged: {exc}").encode()
         finally:
             gauge.dec()
 
@@ -152,7 +122,11 @@ async def call_events(
 @router.get(
     "/floor/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "call summaries and alerts (SSE)"}},
+    response_model=CallSummary | FloorAlert | Resync,
+    responses=sse_openapi(
+        "call summaries and alerts (SSE); `error` ends a stream that fell behind",
+        {"call": "CallSummary", "alert": "FloorAlert", "error": "Resync"},
+    ),
 )
 async def floor_events(
     ctx: Ctx,
@@ -163,11 +137,11 @@ async def floor_events(
 
     async def messages() -> AsyncIterator[SseMessage]:
         async for message in ctx.board.floor(after):
-            yield json_message(message.id, message.event, message.data)
+            yield SseMessage(message.id, message.event, message.json)
 
     def lagged(exc: BaseException) -> SseMessage | None:
         if isinstance(exc, FloorLaggedError):
-            return json_message(None, "error", {"detail": str(exc), "resync": True})
+            return resync_message(str(exc))
         return None
 
     return sse_response(ctx, "floor", sse_stream(messages(), on_error=lagged, closing=ctx.closing))

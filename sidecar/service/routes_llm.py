@@ -32,7 +32,7 @@ from sidecar.kernel.bus import ALL_CALLS, SubscriberLaggedError
 from sidecar.kernel.errors import ConfigError
 from sidecar.kernel.events import CallEnded
 from sidecar.service.auth import Principal
-from sidecar.service.board import CallState
+from sidecar.service.callview import CallState
 from sidecar.service.context import AppContext, authorize, get_ctx, visible_call
 from sidecar.service.limits import StrictJsonRoute
 from sidecar.store.repository import PostCallNote
@@ -136,24 +136,23 @@ Llm = Annotated[LlmContext, Depends(get_llm)]
 
 
 def turns_of(state: CallState) -> list[Turn]:
-    return [Turn(str(t.get("channel") or ""), str(t.get("text") or "")) for t in state.transcript
-            if str(t.get("text") or "").strip()]  # fmt: skip
+    return [Turn(line.channel or "", line.text) for line in state.transcript if line.text.strip()]
 
 
 def cards_of(state: CallState, limit: int = MAX_CARDS) -> list[Card]:
     """The newest distinct procedure cards the agent was shown."""
     cards: list[Card] = []
     for item in reversed(state.suggestions):
-        sid = str(item.get("snippet_id") or "")
+        sid = item.snippet_id
         if sid and all(c.snippet_id != sid for c in cards):
-            cards.append(Card(sid, str(item.get("title") or ""), str(item.get("body") or "")))
+            cards.append(Card(sid, item.title, item.body))
         if len(cards) == limit:
             break
     return list(reversed(cards))
 
 
 def _language(state: CallState, turns: list[Turn]) -> Lang:
-    declared = state.lang or next((str(t.get("lang")) for t in state.transcript if t.get("lang")), "")
+    declared = state.lang or next((line.lang for line in state.transcript if line.lang), "")
     return call_language(declared, turns)
 
 

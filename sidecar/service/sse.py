@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:  # the context imports this module (through fanout)
     from sidecar.service.context import AppContext
@@ -50,6 +51,33 @@ class SseMessage:
 
 def json_message(id_: int | None, event: str, data: Any) -> SseMessage:
     return SseMessage(id_, event, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+class Resync(BaseModel):
+    """The ``error`` message that ends a stream whose reader fell behind what the server retains."""
+
+    detail: str
+    resync: bool = Field(description="true: re-read the state (GET), then open the stream again")
+
+
+def resync_message(detail: str) -> SseMessage:
+    return SseMessage(None, "error", Resync(detail=detail, resync=True).model_dump_json())
+
+
+def sse_openapi(description: str, messages: dict[str, str]) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of an SSE route for ``/openapi.json``: each message's ``event`` name and the
+    component schema of its JSON ``data`` (``messages``: event name -> model name), in the
+    ``itemSchema`` form FastAPI gives its own event streams. The route's ``response_model`` (the
+    union of those models) puts the components there; the stream itself is not validated."""
+    items = []
+    for event, model in messages.items():
+        data = {"type": "string", "contentMediaType": "application/json",
+                "contentSchema": {"$ref": f"#/components/schemas/{model}"}}  # fmt: skip
+        items.append({"type": "object", "required": ["event", "data"],
+                      "properties": {"id": {"type": "string"}, "event": {"const": event}, "data": data}})  # fmt: skip
+    return {
+        200: {"description": description, "content": {"text/event-stream": {"itemSchema": {"oneOf": items}}}}
+    }
 
 
 def last_event_seq(value: str | None) -> int:
