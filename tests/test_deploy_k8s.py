@@ -126,6 +126,7 @@ COMPOSE_SCHEMA = {  # the part of the Compose specification this file uses
         },
         "volumes": {"type": "object"},
     },
+    "patternProperties": {"^x-": {}},  # extension fields: the nodes' shared settings (YAML anchors)
     "additionalProperties": False,
 }
 
