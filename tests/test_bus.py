@@ -4,6 +4,7 @@ then the Redis bus's own tests (several nodes, concurrent publishers, trimming, 
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from sidecar.kernel.events import (
 from sidecar.kernel.redis_bus import RedisStreamsBus, redact_url
 from sidecar.kernel.redis_reconnect import RedisUnavailableError
 from tests.conftest import RedisBusFactory
+from tests.redis_helpers import own_redis
 
 pytestmark = pytest.mark.unit
 
@@ -464,6 +466,36 @@ async def test_a_publish_waits_for_redis_for_reconnect_s_then_raises_and_a_subsc
             await follower
     finally:
         await bus.close()
+
+
+@pytest.mark.redis
+async def test_redis_away_longer_than_reconnect_s_loses_the_publish_that_gave_up_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """The bounded loss: a publish that waited ``reconnect_s`` raises (its caller is told, the
+    node logs the outage); the call's next publish, once Redis is back, takes the next seq (the
+    lost one took none), and a subscription that waited through the outage reads on, gap-free."""
+    with own_redis(tmp_path / "redis") as server:
+        bus = RedisStreamsBus(server.url, prefix="away", reconnect_s=0.5)
+        try:
+            await bus.publish(started("c1"))
+            follower = asyncio.create_task(collect(bus.subscribe("c1")))
+            await asyncio.sleep(0.1)
+            await asyncio.to_thread(server.stop, "kill")
+            with pytest.raises(RedisUnavailableError, match=r"unreachable for 0\.5 s"):
+                await bus.publish(final("c1", "lost"))
+            assert "Redis is unreachable" in caplog.text
+            await asyncio.to_thread(server.start)
+            assert (await bus.publish(final("c1", "after"))).seq == 2
+            assert (await bus.publish(ended("c1"))).seq == 3
+            got = await asyncio.wait_for(follower, 10)
+            assert [e.type for e in got] == ["call.started", "transcript.final", "call.ended"]
+            assert [e.seq for e in got] == [1, 2, 3]
+            assert got[1].payload.text == "after"  # type: ignore[union-attr]
+            assert bus.outages == 1
+            assert "Redis is reachable again" in caplog.text
+        finally:
+            await bus.close()
 
 
 def test_redact_url_hides_only_the_password():
