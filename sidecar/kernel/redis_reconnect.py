@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sidecar.kernel.errors import AssistError
+from sidecar.kernel.bus import BusUnavailableError
 
 _T = TypeVar("_T")
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 BACKOFF_S = (0.05, 0.5)  # first and longest wait between tries while Redis is away
 
 
-class RedisUnavailableError(AssistError):
+class RedisUnavailableError(BusUnavailableError):
     """Redis cannot be reached (or refuses us) at the configured URL."""
 
 
