@@ -186,6 +186,22 @@ class SseFollower(threading.Thread):
                 time.sleep(0.5)
 
 
+def play_and_follow_to_5_5_s(node: LightServer) -> tuple[str, SseFollower]:
+    """Play the abusive-refund call (17 s) live on ``node``, follow its stream, return once the
+    stream has the customer's first turn (it ends 5.5 s into the call)."""
+    with node.client() as client:
+        started = client.post("/v1/calls", json={"recording": "refund-abuse.jsonl", "realtime": True})
+    assert started.status_code == 201, started.text
+    call_id = started.json()["call_id"]
+    follower = SseFollower(node, call_id, deadline_s=35)
+    follower.start()
+    deadline = time.monotonic() + 15
+    while not any(m["event"] == "transcript.final" and m["data"]["t_end"] >= 5.5 for m in follower.seen):
+        assert time.monotonic() < deadline, f"the node streamed too little: {follower.seen}"
+        time.sleep(0.05)
+    return call_id, follower
+
+
 @pytest.mark.parametrize("how", ["shutdown", "kill"])
 def test_redis_restarting_mid_call_loses_nothing(tmp_path: Path, how: str) -> None:
     """Fault test: the node's Redis (persisted: append-only file, fsync always) stops mid-call
@@ -199,18 +215,7 @@ def test_redis_restarting_mid_call_loses_nothing(tmp_path: Path, how: str) -> No
         bus = WatchedBus(server.url, prefix="restart")
         a = light_server(tmp_path / "a", bus)
         try:
-            with a.client() as on_a:
-                started = on_a.post("/v1/calls", json={"recording": "refund-abuse.jsonl", "realtime": True})
-            assert started.status_code == 201, started.text
-            call_id = started.json()["call_id"]
-            follower = SseFollower(a, call_id, deadline_s=35)
-            follower.start()
-            deadline = time.monotonic() + 15  # the customer's first turn ends 5.5 s into the call
-            while not any(
-                m["event"] == "transcript.final" and m["data"]["t_end"] >= 5.5 for m in follower.seen
-            ):
-                assert time.monotonic() < deadline, f"the node streamed too little: {follower.seen}"
-                time.sleep(0.05)
+            call_id, follower = play_and_follow_to_5_5_s(a)
             down_at = time.time()
             away = list(follower.seen)  # what a browser had when its stream went with Redis
             server.stop(how)
@@ -249,4 +254,41 @@ def test_redis_restarting_mid_call_loses_nothing(tmp_path: Path, how: str) -> No
     waited = [m for m in finals if down_at < call_began + m["data"]["t_end"] < up_at]
     assert waited, "no turn fell in the outage"
     assert bus.outages >= 1, "the node did not wait for Redis"
+    assert detail["ended"], "the node's board lost the call's end"
+
+
+def test_redis_away_longer_than_the_bus_waits_fails_the_call_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fault test, the bounded loss: Redis stays away (3 s) longer than the node's bus waits for it
+    (``reconnect_s``, 1 s here). The transcript the bus gave up on is lost and the call cannot go
+    on: the node logs that the call failed, and once Redis is back the call ends with reason
+    ``error`` and ``bus_unavailable`` in its stats, so no follower waits for a call that died; the
+    stream holds every event that was published, ids gap-free."""
+    with own_redis(tmp_path / "redis") as server:
+        bus = WatchedBus(server.url, prefix="away", reconnect_s=1.0)
+        a = light_server(tmp_path / "a", bus)
+        try:
+            call_id, follower = play_and_follow_to_5_5_s(a)
+            server.stop("kill")
+            time.sleep(3.0)
+            server.start()
+            follower.join(timeout=20)
+            assert not follower.is_alive(), f"the call's stream never ended: {follower.seen[-3:]}"
+            with a.client() as on_a:
+                detail = on_a.get(f"/v1/calls/{call_id}").json()
+        finally:
+            a.stop()
+    seen = follower.seen
+    assert bus.failed, "the bus never gave up"
+    assert all("RedisUnavailableError" in f for f in bus.failed), bus.failed
+    assert any(f"call {call_id} failed" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert [int(m["id"]) for m in seen] == list(range(1, len(seen) + 1))
+    assert [m["data"] for m in seen] == [json.loads(e.to_json()) for e in bus.published]
+    end = seen[-1]["data"]["payload"]
+    assert (seen[-1]["event"], end["reason"], end["stats"]) == (
+        "call.ended",
+        "error",
+        {"bus_unavailable": 1.0},
+    )
     assert detail["ended"], "the node's board lost the call's end"
