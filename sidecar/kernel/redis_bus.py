@@ -46,19 +46,24 @@ applied, so each carries this node's id and a counter; the script keeps the last
 applied per node in the call's hash (``p:<node>`` = ``<counter>:<seq>``) and answers a repeat with
 the seq it gave the first time. For that, one node publishes one call's events one at a time (a
 lock per call; different calls run concurrently), which also keeps them in the order they were
-published. With persistence as production runs it (append-only file, ``appendfsync always``) a
-restart keeps every publish Redis acknowledged, so a call's seqs carry on gap-free and none
-twice; without persistence a restart loses the calls' keys (and seqs start again at 1).
+published. With an append-only file (``deploy/k8s``) Redis writes each publish to it before it
+answers, so a restart, or a crash of the Redis process, keeps every publish it acknowledged and a
+call's seqs carry on gap-free and none twice (``appendfsync everysec`` may lose the last second
+only if the machine itself goes down; ``always`` not even then). Without persistence a restart
+loses the calls' keys, and seqs start again at 1.
 
 Buffer and drop policy while Redis is away: nothing is dropped for ``reconnect_s``. The buffer is
 the publishes waiting, each held by the task that made it (at most one in flight per call and
 node; the call's other publishers wait their turn on its lock), so it is bounded by the tasks
 publishing, and their callers feel back-pressure (the coach queue fills, the audio queues drop
 their oldest frames, as counted there). Past ``reconnect_s`` the waiting publish raises
-``RedisUnavailableError``: that event is not published, and the caller's error is logged (a live
-call then fails, "call ... failed"). An event is stamped (``emitted_at``) when its publish first
-tries, so the events of a call that waited show when they were made. The node logs a warning
-when Redis goes away and how long it was away when it is back; ``outages`` counts them.
+``RedisUnavailableError`` (a ``BusUnavailableError``): that event is not published, and the
+caller decides what the loss means. The coach counts a lost coaching event (``coach_events_lost``
+in ``call.ended``) and goes on; a recorded call that lost a transcript fails ("call ... failed" in
+the log) and ends, once the bus takes it, with reason ``error``. An event is stamped
+(``emitted_at``) when its publish first tries, so the events of a call that waited show when
+they were made. The node logs a warning when Redis goes away and how long it was away when it is
+back; ``outages`` counts them.
 """
 
 from __future__ import annotations
