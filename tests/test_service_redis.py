@@ -260,18 +260,18 @@ def test_redis_restarting_mid_call_loses_nothing(tmp_path: Path, how: str) -> No
 def test_redis_away_longer_than_the_bus_waits_fails_the_call_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Fault test, the bounded loss: Redis stays away (3 s) longer than the node's bus waits for it
-    (``reconnect_s``, 1 s here). The transcript the bus gave up on is lost and the call cannot go
+    """Fault test, the bounded loss: Redis stays away (4 s) longer than the node's bus waits for it
+    (``reconnect_s``, 0.5 s here). The transcript the bus gave up on is lost and the call cannot go
     on: the node logs that the call failed, and once Redis is back the call ends with reason
     ``error`` and ``bus_unavailable`` in its stats, so no follower waits for a call that died; the
     stream holds every event that was published, ids gap-free."""
     with own_redis(tmp_path / "redis") as server:
-        bus = WatchedBus(server.url, prefix="away", reconnect_s=1.0)
+        bus = WatchedBus(server.url, prefix="away", reconnect_s=0.5)
         a = light_server(tmp_path / "a", bus)
         try:
             call_id, follower = play_and_follow_to_5_5_s(a)
             server.stop("kill")
-            time.sleep(3.0)
+            time.sleep(4.0)  # a turn is due in the first 2 s of it (every 2 s to 11.5 s): it gives up
             server.start()
             follower.join(timeout=20)
             assert not follower.is_alive(), f"the call's stream never ended: {follower.seen[-3:]}"
