@@ -17,6 +17,8 @@ Drop policy: nothing is dropped. A call's worker queue holds at most ``max_pendi
 it is full the emitter waits (back-pressure on the ASR side, whose audio queues are bounded and
 drop the oldest frame). The wait is measured: ``call.ended`` carries ``coach_queue_max`` (deepest
 queue), ``coach_wait_ms_p50/p95/max`` (enqueue to start of coaching) and ``coach_errors``;
+the one loss is the bus's: a coaching event it gave up on (``BusUnavailableError``: Redis away
+longer than the bus waits) is logged and counted in ``coach_events_lost``, and the worker goes on;
 ``backlog()`` is the number of events waiting in every call's queue right now (``/metrics``).
 """
 
@@ -38,7 +40,7 @@ import numpy as np
 from coach.engine import Coach
 from coach.session import CoachSession
 from coach.suggestions import SuggestionPolicy
-from sidecar.kernel.bus import Bus
+from sidecar.kernel.bus import Bus, BusUnavailableError
 from sidecar.kernel.events import CallEnded, CallStarted, Event
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class QueueStats:
     max_depth: int = 0
     waits_s: list[float] = field(default_factory=list)
     errors: int = 0
+    lost: int = 0  # coaching events the bus gave up on
 
     def as_stats(self) -> dict[str, float]:
         waits = np.asarray(self.waits_s or [0.0]) * 1000.0
@@ -86,6 +89,7 @@ class QueueStats:
             "coach_wait_ms_p95": round(float(np.percentile(waits, 95)), 1),
             "coach_wait_ms_max": round(float(waits.max()), 1),
             "coach_errors": float(self.errors),
+            "coach_events_lost": float(self.lost),
         }
 
 
@@ -228,6 +232,9 @@ class CoachSink:
             except RuntimeError:  # the call ended under us (aborted): nothing more goes out
                 self.queue_stats.errors += 1
                 log.warning("a coaching event came after its call ended; not published")
+            except BusUnavailableError:  # the bus waited for its server and gave up: lost, counted
+                self.queue_stats.lost += 1
+                log.error("the bus gave up on a coaching event of a call; it is lost")
 
     async def _finish(self, event: Event, out: list[Event], done: asyncio.Future[Event]) -> None:
         """Publish the end's coaching, then ``call.ended`` with the queue's figures."""
@@ -244,6 +251,17 @@ class CoachSink:
             raise
         if not done.done():
             done.set_result(stamped)
+
+    async def abandon(self, call_id: str) -> None:
+        """The call cannot go on (the bus gave up on one of its transcripts): stop the ticks and
+        the worker, close the coach session. Its ``call.ended`` goes on the bus directly."""
+        await self.stop_ticking()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._worker
+        if self.session is not None:
+            self.coach.close_session(call_id)
 
     def start_ticking(self, now: Callable[[], float]) -> None:
         """Live calls: check for dead air while nobody speaks (``now`` gives call time)."""

@@ -4,9 +4,12 @@ then the Redis bus's own tests (several nodes, concurrent publishers, trimming, 
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sidecar.kernel.bus import ALL_CALLS, Bus, CallIdInUseError, InMemoryBus, SubscriberLaggedError
 from sidecar.kernel.clock import FastClock
@@ -21,8 +24,10 @@ from sidecar.kernel.events import (
     Word,
     event_from_dict,
 )
-from sidecar.kernel.redis_bus import RedisStreamsBus, RedisUnavailableError, redact_url
+from sidecar.kernel.redis_bus import RedisStreamsBus, redact_url
+from sidecar.kernel.redis_reconnect import RedisUnavailableError
 from tests.conftest import RedisBusFactory
+from tests.redis_helpers import own_redis
 
 pytestmark = pytest.mark.unit
 
@@ -399,6 +404,98 @@ async def test_unreachable_redis_is_a_clear_error():
         assert "s3cret" not in str(info.value)
     finally:
         await bus.close()
+
+
+class ReplyLost:
+    """The bus's publish script, run for real, whose reply is lost (a connection error) the first
+    ``times`` calls: Redis applied the publish and went away before answering."""
+
+    def __init__(self, script: Any, times: int = 1) -> None:
+        self.script, self.times = script, times
+
+    async def __call__(self, **kwargs: Any) -> Any:
+        reply = await self.script(**kwargs)
+        if self.times > 0:
+            self.times -= 1
+            raise RedisConnectionError("Connection closed by server.")
+        return reply
+
+
+@pytest.mark.redis
+async def test_a_publish_whose_reply_was_lost_is_applied_once(redis_bus_factory: RedisBusFactory):
+    bus = redis_bus_factory()
+    other = redis_bus_factory()  # another node publishing to the same call
+    script = bus._publish_script
+    bus._publish_script = ReplyLost(script)  # type: ignore[assignment]
+    assert (await bus.publish(started("c1"))).seq == 1  # the retry is not "id in use"
+    assert (await other.publish(final("c1", "from the other node"))).seq == 2
+    bus._publish_script = ReplyLost(script, times=2)  # type: ignore[assignment]
+    assert (await bus.publish(final("c1", "hello"))).seq == 3
+    bus._publish_script = ReplyLost(script)  # type: ignore[assignment]
+    assert (await bus.publish(ended("c1"))).seq == 4  # the retry is not "the call has ended"
+    got = await asyncio.wait_for(collect(other.subscribe("c1")), 5)
+    assert [e.seq for e in got] == [1, 2, 3, 4]
+    assert [e.type for e in got] == ["call.started", "transcript.final", "transcript.final", "call.ended"]
+    assert bus.outages == 0  # Redis answered all along: a lost reply is not an outage
+
+
+@pytest.mark.redis
+async def test_concurrent_publishes_of_one_call_on_one_node_keep_their_order(
+    redis_bus_factory: RedisBusFactory,
+):
+    bus = redis_bus_factory()
+    await bus.publish(started("c1"))
+    sent = await asyncio.gather(*(bus.publish(final("c1", f"turn {i}")) for i in range(50)))
+    assert [e.seq for e in sent] == list(range(2, 52))  # one at a time, in the order they were made
+    assert [e.payload.text for e in sent] == [f"turn {i}" for i in range(50)]  # type: ignore[union-attr]
+
+
+async def test_a_publish_waits_for_redis_for_reconnect_s_then_raises_and_a_subscription_waits_on():
+    bus = RedisStreamsBus("redis://127.0.0.1:1/0", reconnect_s=0.4)
+    loop = asyncio.get_running_loop()
+    try:
+        begun = loop.time()
+        with pytest.raises(RedisUnavailableError, match=r"unreachable for 0\.4 s"):
+            await bus.publish(started("c1"))
+        assert 0.4 <= loop.time() - begun < 2.0
+        follower = asyncio.create_task(collect(bus.subscribe("c1")))  # waits as long as it takes
+        await asyncio.sleep(0.6)
+        assert not follower.done()
+        follower.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await follower
+    finally:
+        await bus.close()
+
+
+@pytest.mark.redis
+async def test_redis_away_longer_than_reconnect_s_loses_the_publish_that_gave_up_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """The bounded loss: a publish that waited ``reconnect_s`` raises (its caller is told, the
+    node logs the outage); the call's next publish, once Redis is back, takes the next seq (the
+    lost one took none), and a subscription that waited through the outage reads on, gap-free."""
+    with own_redis(tmp_path / "redis") as server:
+        bus = RedisStreamsBus(server.url, prefix="away", reconnect_s=0.5)
+        try:
+            await bus.publish(started("c1"))
+            follower = asyncio.create_task(collect(bus.subscribe("c1")))
+            await asyncio.sleep(0.1)
+            await asyncio.to_thread(server.stop, "kill")
+            with pytest.raises(RedisUnavailableError, match=r"unreachable for 0\.5 s"):
+                await bus.publish(final("c1", "lost"))
+            assert "Redis is unreachable" in caplog.text
+            await asyncio.to_thread(server.start)
+            assert (await bus.publish(final("c1", "after"))).seq == 2
+            assert (await bus.publish(ended("c1"))).seq == 3
+            got = await asyncio.wait_for(follower, 10)
+            assert [e.type for e in got] == ["call.started", "transcript.final", "call.ended"]
+            assert [e.seq for e in got] == [1, 2, 3]
+            assert got[1].payload.text == "after"  # type: ignore[union-attr]
+            assert bus.outages == 1
+            assert "Redis is reachable again" in caplog.text
+        finally:
+            await bus.close()
 
 
 def test_redact_url_hides_only_the_password():

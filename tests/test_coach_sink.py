@@ -14,7 +14,7 @@ import pytest
 from coach.engine import Coach
 from coach.session import CoachSession
 from coach.sink import CoachSink, backlog
-from sidecar.kernel.bus import InMemoryBus
+from sidecar.kernel.bus import BusUnavailableError, InMemoryBus
 from sidecar.kernel.clock import FastClock
 from sidecar.kernel.events import CallEnded, CallStarted, Event, TranscriptFinal, Word
 from tests.coach_helpers import jsonl, replay_coached
@@ -166,3 +166,28 @@ async def test_a_full_queue_makes_the_emitter_wait_and_nothing_is_dropped(coach:
     assert sum(e.type == "emotion" for e in events) == 4  # every final was coached
     assert end.payload.stats["coach_queue_max"] == 2.0  # type: ignore[union-attr]
     assert end.payload.stats["coach_wait_ms_max"] >= 200.0  # type: ignore[union-attr]
+
+
+class GivingUpBus(InMemoryBus):
+    """A fake for a bus whose server stayed away longer than it waits: it gives up on every
+    ``emotion`` event (``BusUnavailableError``) and takes the rest."""
+
+    async def publish(self, event: Event) -> Event:
+        if event.type == "emotion":
+            raise BusUnavailableError("the bus server stayed away")
+        return await super().publish(event)
+
+
+async def test_coaching_events_the_bus_gave_up_on_are_counted_and_coaching_goes_on(coach: Coach) -> None:
+    bus = GivingUpBus(FastClock())
+    sink = CoachSink(coach, bus, background=True)
+    await sink(started("g"))
+    for i in range(3):
+        await sink(final("g", "customer", f"Sentence number {i} here.", 2.0 * i, i + 1))
+    end = await asyncio.wait_for(sink(ended("g", 8.0)), 30)
+    events = [e async for e in bus.subscribe("g", after_seq=0)]
+    assert sum(e.type == "transcript.final" for e in events) == 3
+    assert not any(e.type == "emotion" for e in events)
+    assert {"checklist", "score"} <= {e.type for e in events}  # the worker went on after each loss
+    assert end.payload.stats["coach_events_lost"] == 3.0  # type: ignore[union-attr]
+    assert end.payload.stats["coach_errors"] == 0.0  # type: ignore[union-attr]

@@ -4,6 +4,7 @@ listed, detailed and streamed, with resume, by the other."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -16,7 +17,9 @@ import httpx
 import pytest
 import redis
 
+from sidecar.kernel.events import Event
 from sidecar.kernel.redis_bus import RedisStreamsBus
+from tests.redis_helpers import own_redis
 from tests.service_helpers import LightServer, light_server, read_sse
 
 pytestmark = pytest.mark.redis
@@ -135,3 +138,157 @@ def test_an_api_node_restarting_mid_call_loses_nothing(redis_url: str, tmp_path:
         with a.client() as on_a, on_a.stream("GET", f"/v1/calls/{call_id}/events") as r:
             whole = list(read_sse(r))
         assert [m["data"] for m in seen + rest] == [m["data"] for m in whole]
+
+
+class WatchedBus(RedisStreamsBus):
+    """A node's bus that keeps what each publish returned, and each publish that raised."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.published: list[Event] = []
+        self.failed: list[str] = []
+
+    async def publish(self, event: Event) -> Event:
+        try:
+            stamped = await super().publish(event)
+        except Exception as exc:
+            self.failed.append(f"{event.type}: {exc!r}")
+            raise
+        self.published.append(stamped)
+        return stamped
+
+
+class SseFollower(threading.Thread):
+    """A browser's EventSource on one call: reads the stream and, when it breaks, reconnects
+    with ``Last-Event-ID`` (as the browser does), until ``call.ended`` or ``deadline_s``."""
+
+    def __init__(self, node: LightServer, call_id: str, deadline_s: float, last_id: str = "") -> None:
+        super().__init__(daemon=True)
+        self.node, self.call_id, self.deadline = node, call_id, time.monotonic() + deadline_s
+        self.last_id = last_id  # resume after this id from the start (a browser that was away)
+        self.seen: list[dict[str, Any]] = []
+        self.reconnects = 0
+
+    def run(self) -> None:
+        with self.node.client() as client:
+            while time.monotonic() < self.deadline:
+                last_id = self.seen[-1]["id"] if self.seen else self.last_id
+                headers = {"Last-Event-ID": last_id} if last_id else {}
+                with (
+                    contextlib.suppress(httpx.HTTPError),
+                    client.stream("GET", f"/v1/calls/{self.call_id}/events", headers=headers) as r,
+                ):
+                    for message in read_sse(r):
+                        self.seen.append(message)
+                        if message["event"] == "call.ended":
+                            return
+                self.reconnects += 1
+                time.sleep(0.5)
+
+
+def play_and_follow_to_5_5_s(node: LightServer) -> tuple[str, SseFollower]:
+    """Play the abusive-refund call (17 s) live on ``node``, follow its stream, return once the
+    stream has the customer's first turn (it ends 5.5 s into the call)."""
+    with node.client() as client:
+        started = client.post("/v1/calls", json={"recording": "refund-abuse.jsonl", "realtime": True})
+    assert started.status_code == 201, started.text
+    call_id = started.json()["call_id"]
+    follower = SseFollower(node, call_id, deadline_s=35)
+    follower.start()
+    deadline = time.monotonic() + 15
+    while not any(m["event"] == "transcript.final" and m["data"]["t_end"] >= 5.5 for m in follower.seen):
+        assert time.monotonic() < deadline, f"the node streamed too little: {follower.seen}"
+        time.sleep(0.05)
+    return call_id, follower
+
+
+@pytest.mark.parametrize("how", ["shutdown", "kill"])
+def test_redis_restarting_mid_call_loses_nothing(tmp_path: Path, how: str) -> None:
+    """Fault test: the node's Redis (persisted: append-only file, fsync always) stops mid-call
+    (SIGTERM, a clean shutdown, or SIGKILL, as in a crash) and comes back on the same port and
+    files 3 s later. The call plays on to its end; every event the node published is in the call's stream
+    once, with the ids gap-free; a follower that kept reading (reconnecting with Last-Event-ID if
+    its stream broke) reads that whole stream; a browser that lost its stream when Redis went
+    away resumes it with Last-Event-ID on a node started after the restart, and reads the rest
+    live, none missing and none twice; and a node started after the call reads it whole."""
+    with own_redis(tmp_path / "redis") as server:
+        bus = WatchedBus(server.url, prefix="restart")
+        a = light_server(tmp_path / "a", bus)
+        try:
+            call_id, follower = play_and_follow_to_5_5_s(a)
+            down_at = time.time()
+            away = list(follower.seen)  # what a browser had when its stream went with Redis
+            server.stop(how)
+            time.sleep(3.0)  # the agent's turn ending 7.5 s into the call falls in here
+            server.start()
+            up_at = time.time()
+            b = light_server(tmp_path / "b", RedisStreamsBus(server.url, prefix="restart"))
+            try:
+                resumed = SseFollower(b, call_id, deadline_s=30, last_id=away[-1]["id"])
+                resumed.start()
+                follower.join(timeout=30)
+                resumed.join(timeout=30)
+                assert not follower.is_alive(), f"the call's stream never ended: {follower.seen[-3:]}"
+                assert not resumed.is_alive(), f"the resumed stream never ended: {resumed.seen[-3:]}"
+                with b.client() as on_b, on_b.stream("GET", f"/v1/calls/{call_id}/events") as r:
+                    on_new_node = list(read_sse(r))
+            finally:
+                b.stop()
+            with a.client() as on_a:
+                detail = on_a.get(f"/v1/calls/{call_id}").json()
+        finally:
+            a.stop()  # (the node closes its bus)
+    seen = follower.seen
+    assert bus.failed == [], "publishes failed while Redis restarted"
+    ids = [int(m["id"]) for m in seen]
+    assert ids == list(range(1, len(ids) + 1)), "ids with a gap or twice"
+    assert [m["data"] for m in seen] == [json.loads(e.to_json()) for e in bus.published]
+    assert [m["data"] for m in away + resumed.seen] == [m["data"] for m in seen]
+    assert [m["data"] for m in on_new_node] == [m["data"] for m in seen]
+    assert seen[-1]["data"]["payload"]["reason"] == "completed"
+    finals = [m for m in seen if m["event"] == "transcript.final"]
+    assert len(finals) == 8, "a turn of the call is missing"
+    assert any(m["data"]["emitted_at"] < down_at for m in finals)
+    assert any(m["data"]["emitted_at"] > up_at for m in finals), "nothing came after the restart"
+    call_began = seen[0]["data"]["emitted_at"]  # a turn is due call_began + t_end (wall clock)
+    waited = [m for m in finals if down_at < call_began + m["data"]["t_end"] < up_at]
+    assert waited, "no turn fell in the outage"
+    assert bus.outages >= 1, "the node did not wait for Redis"
+    assert detail["ended"], "the node's board lost the call's end"
+
+
+def test_redis_away_longer_than_the_bus_waits_fails_the_call_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fault test, the bounded loss: Redis stays away (4 s) longer than the node's bus waits for it
+    (``reconnect_s``, 0.5 s here). The transcript the bus gave up on is lost and the call cannot go
+    on: the node logs that the call failed, and once Redis is back the call ends with reason
+    ``error`` and ``bus_unavailable`` in its stats, so no follower waits for a call that died; the
+    stream holds every event that was published, ids gap-free."""
+    with own_redis(tmp_path / "redis") as server:
+        bus = WatchedBus(server.url, prefix="away", reconnect_s=0.5)
+        a = light_server(tmp_path / "a", bus)
+        try:
+            call_id, follower = play_and_follow_to_5_5_s(a)
+            server.stop("kill")
+            time.sleep(4.0)  # a turn is due in the first 2 s of it (every 2 s to 11.5 s): it gives up
+            server.start()
+            follower.join(timeout=20)
+            assert not follower.is_alive(), f"the call's stream never ended: {follower.seen[-3:]}"
+            with a.client() as on_a:
+                detail = on_a.get(f"/v1/calls/{call_id}").json()
+        finally:
+            a.stop()
+    seen = follower.seen
+    assert bus.failed, "the bus never gave up"
+    assert all("RedisUnavailableError" in f for f in bus.failed), bus.failed
+    assert any(f"call {call_id} failed" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert [int(m["id"]) for m in seen] == list(range(1, len(seen) + 1))
+    assert [m["data"] for m in seen] == [json.loads(e.to_json()) for e in bus.published]
+    end = seen[-1]["data"]["payload"]
+    assert (seen[-1]["event"], end["reason"], end["stats"]) == (
+        "call.ended",
+        "error",
+        {"bus_unavailable": 1.0},
+    )
+    assert detail["ended"], "the node's board lost the call's end"

@@ -23,7 +23,7 @@ from sidecar.callfile import AudioCall, TranscriptCall, load_call
 from sidecar.calls.errors import CallNotLiveError, TooManyCallsError, TooManyUserCallsError
 from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.engine import SpeechEngine
-from sidecar.kernel.bus import Bus, CallIdInUseError
+from sidecar.kernel.bus import Bus, BusUnavailableError, CallIdInUseError
 from sidecar.kernel.clock import Clock, FastClock, RealtimeClock
 from sidecar.kernel.errors import InputError
 from sidecar.kernel.events import Barge, CallEnded, Channel, Event, Whisper
@@ -224,6 +224,11 @@ class LiveCalls:
                     t = play_clock.elapsed()
                     await emit(Event("call.ended", call_id, None, 0.0, t, CallEnded("aborted", t)))
                 raise
+            except BusUnavailableError:  # the bus gave up on an event: the call cannot go on
+                if started.done() and not ended:  # it still ends, once the bus takes it
+                    await sink.abandon(call_id)
+                    await self._end_when_bus_back(call_id, play_clock.elapsed())
+                raise
             finally:
                 await sink.stop_ticking()
 
@@ -241,6 +246,20 @@ class LiveCalls:
         if started not in done:
             task.result()  # the call failed before it started: its error
             raise RuntimeError("the call ended before it started")
+
+    async def _end_when_bus_back(self, call_id: str, t: float) -> None:
+        """Publish the failed call's ``call.ended`` (reason ``error``, ``bus_unavailable``: 1), trying
+        again each time the bus gives up, so that no follower waits for a call that died."""
+        end = Event("call.ended", call_id, None, 0.0, t, CallEnded("error", t, {"bus_unavailable": 1.0}))
+        while True:
+            try:
+                await self.bus.publish(end)
+                return
+            except BusUnavailableError:
+                log.warning("call %s failed and its end waits for the bus", call_id)
+                await asyncio.sleep(1.0)
+            except RuntimeError:  # it has ended already
+                return
 
     def _finished(self, call_id: str, task: asyncio.Task[None]) -> None:
         self._tasks.pop(call_id, None)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sidecar.kernel.clock import Clock, RealtimeClock
-from sidecar.kernel.errors import InputError
+from sidecar.kernel.errors import AssistError, InputError
 from sidecar.kernel.events import Event
 
 ALL_CALLS = "*"
@@ -33,6 +33,11 @@ ALL_CALLS = "*"
 
 class SubscriberLaggedError(Exception):
     """The subscriber's position is older than anything the bus still retains."""
+
+
+class BusUnavailableError(AssistError):
+    """The bus could not take (or read) an event: its server stayed away longer than the bus waits.
+    A publish that raises it was not applied; the caller decides what the loss means."""
 
 
 class CallIdInUseError(InputError):

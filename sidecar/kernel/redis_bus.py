@@ -35,41 +35,77 @@ Subscribers receive events decoded from JSON, so their floats are rounded to the
 Single Redis server (or a Sentinel-managed primary) only: the publish script touches ``P:all`` and
 the call's keys together, which Redis Cluster would need in one hash slot.
 
-A publish that fails with a connection error is not retried (a retry could stamp the same event
-twice); it may or may not have been applied. Reads are retried a few times, then raise.
+Redis going away (a restart, a failover, a dropped connection): what failed waits for it to come
+back and is tried again (``redis_reconnect``: one probe per node, no storm of reconnects).
+Publishes and one-off reads (``calls_async``) wait up to ``reconnect_s`` (default 30 s), then
+raise ``RedisUnavailableError``; a subscription waits as long as it takes and carries on from its
+cursor (cancel it to stop).
+
+A retried publish is applied once. A publish whose reply was lost may or may not have been
+applied, so each carries this node's id and a counter; the script keeps the last counter it
+applied per node in the call's hash (``p:<node>`` = ``<counter>:<seq>``) and answers a repeat with
+the seq it gave the first time. For that, one node publishes one call's events one at a time (a
+lock per call; different calls run concurrently), which also keeps them in the order they were
+published. With an append-only file (``deploy/k8s``) Redis writes each publish to it before it
+answers, so a restart, or a crash of the Redis process, keeps every publish it acknowledged and a
+call's seqs carry on gap-free and none twice (``appendfsync everysec`` may lose the last second
+only if the machine itself goes down; ``always`` not even then). Without persistence a restart
+loses the calls' keys, and seqs start again at 1.
+
+Buffer and drop policy while Redis is away: nothing is dropped for ``reconnect_s``. The buffer is
+the publishes waiting, each held by the task that made it (at most one in flight per call and
+node; the call's other publishers wait their turn on its lock), so it is bounded by the tasks
+publishing, and their callers feel back-pressure (the coach queue fills, the audio queues drop
+their oldest frames, as counted there). Past ``reconnect_s`` the waiting publish raises
+``RedisUnavailableError`` (a ``BusUnavailableError``): that event is not published, and the
+caller decides what the loss means. The coach counts a lost coaching event (``coach_events_lost``
+in ``call.ended``) and goes on; a recorded call that lost a transcript fails ("call ... failed" in
+the log) and ends, once the bus takes it, with reason ``error``. An event is stamped
+(``emitted_at``) when its publish first tries, so the events of a call that waited show when
+they were made. The node logs a warning when Redis goes away and how long it was away when it is
+back; ``outages`` counts them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import itertools
 import json
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sidecar.kernel.bus import ALL_CALLS, CallIdInUseError, CallInfo, SubscriberLaggedError
 from sidecar.kernel.clock import Clock, RealtimeClock
-from sidecar.kernel.errors import AssistError, ConfigError
+from sidecar.kernel.errors import ConfigError
 from sidecar.kernel.events import Event, event_from_dict
-
-_T = TypeVar("_T")
+from sidecar.kernel.redis_reconnect import Reconnect, RedisUnavailableError, cancelling
 
 _READ_BATCH = 500  # stream entries per XREAD
-_READ_RETRIES = 3  # connection errors tolerated in a row by a read, with backoff
 
 # KEYS: meta, events, all, calls
 # ARGV: json head, json tail, now (the emitted_at; started_at if seq is 1), retain_events, ttl_ms,
-#       call_id, ends (0|1), forget_at (now + retain_ended_s), starts (0|1: a call.started, the claim)
+#       call_id, ends (0|1), forget_at (now + retain_ended_s), starts (0|1: a call.started, the claim),
+#       node field (p:<node id>), publish counter (this node's, increasing)
 # Returns {seq, started_at}; seq 0: the call has ended; seq -1: a call.started for an id in use.
+# A repeat of the node's last applied publish (a retry whose first reply was lost) returns its seq.
 _PUBLISH = """
+local mark = redis.call('HGET', KEYS[1], ARGV[10])
+if mark then
+  local sep = string.find(mark, ':', 1, true)
+  if string.sub(mark, 1, sep - 1) == ARGV[11] then
+    return {tonumber(string.sub(mark, sep + 1)), redis.call('HGET', KEYS[1], 'started_at') or '0'}
+  end
+end
 if ARGV[9] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return {-1, redis.call('HGET', KEYS[1], 'started_at') or '0'}
 end
@@ -80,7 +116,7 @@ local seq = tonumber(redis.call('HGET', KEYS[1], 'last_seq') or '0') + 1
 local event = ARGV[1] .. seq .. ARGV[2]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'e', event)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'e', event)
-redis.call('HSET', KEYS[1], 'last_seq', seq)
+redis.call('HSET', KEYS[1], 'last_seq', seq, ARGV[10], ARGV[11] .. ':' .. seq)
 if seq == 1 then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[3], 'ended', '0')
   redis.call('ZADD', KEYS[4], '+inf', ARGV[6])
@@ -94,10 +130,6 @@ if ARGV[7] == '1' then
 end
 return {seq, redis.call('HGET', KEYS[1], 'started_at')}
 """
-
-
-class RedisUnavailableError(AssistError):
-    """Redis cannot be reached (or refuses us) at the configured URL."""
 
 
 @dataclass(slots=True)
@@ -131,18 +163,22 @@ class RedisStreamsBus:
         retain_ended_s: float = 3600,
         block_ms: int = 1000,
         max_connections: int = 10_000,
+        reconnect_s: float = 30.0,
     ) -> None:
-        if retain_events < 1 or retain_ended_s <= 0 or block_ms < 1:
-            raise ValueError("retain_events, retain_ended_s and block_ms must be positive")
+        if retain_events < 1 or retain_ended_s <= 0 or block_ms < 1 or reconnect_s <= 0:
+            raise ValueError("retain_events, retain_ended_s, block_ms and reconnect_s must be positive")
         self.url = url
         self._prefix = prefix
         self._clock = clock or RealtimeClock()
         self._retain_events = retain_events
         self._retain_ended_s = retain_ended_s
         self._block_ms = block_ms
+        self._node = uuid.uuid4().hex[:12]
+        self._counter = itertools.count(1)
+        self._call_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         # URL query options (e.g. ?socket_timeout=) override these defaults. No retries at the
-        # connection level: publish must not run twice; reads retry in _read(). A blocked XREAD
-        # must not outlast the socket timeout (redis-py's default is 5 s).
+        # connection level: self._reconnect retries (the publish script applies a repeat once). A
+        # blocked XREAD must not outlast the socket timeout (redis-py's default is 5 s).
         pool = aioredis.ConnectionPool.from_url(
             url,
             decode_responses=True,
@@ -157,6 +193,7 @@ class RedisStreamsBus:
             )
         self._redis = aioredis.Redis.from_pool(pool)
         self._publish_script = self._redis.register_script(_PUBLISH)
+        self._reconnect = Reconnect(self._redis, redact_url(url), reconnect_s)
         self._seen: dict[str, _Seen] = {}
 
     # keys ---------------------------------------------------------------------------------
@@ -177,6 +214,11 @@ class RedisStreamsBus:
 
     # lifecycle ----------------------------------------------------------------------------
 
+    @property
+    def outages(self) -> int:
+        """Times Redis went away and came back while this node waited for it."""
+        return self._reconnect.outages
+
     async def ping(self) -> None:
         """Check that Redis answers; raises ``RedisUnavailableError`` naming the URL if not."""
         try:
@@ -187,6 +229,7 @@ class RedisStreamsBus:
             ) from exc
 
     async def close(self) -> None:
+        self._reconnect.close()
         await self._redis.aclose()
 
     async def __aenter__(self) -> RedisStreamsBus:
@@ -199,29 +242,38 @@ class RedisStreamsBus:
     # publish ------------------------------------------------------------------------------
 
     async def publish(self, event: Event) -> Event:
+        """Stamp and append ``event``; while Redis is away, wait for it (see the module docstring)."""
+        lock = self._call_locks.get(event.call_id)
+        if lock is None:
+            lock = self._call_locks[event.call_id] = asyncio.Lock()
+        async with lock:  # one publish of a call at a time from this node: a retry is told apart
+            return await self._publish(event)
+
+    async def _publish(self, event: Event) -> Event:
         now = self._clock.wall()
         stamped = dataclasses.replace(event, seq=0, emitted_at=round(now, 3))
         head, tail = _json_around_seq(stamped)
         ends = stamped.type == "call.ended"
-        reply = await self._publish_script(
-            keys=[
-                self._meta_key(event.call_id),
-                self._events_key(event.call_id),
-                self._all_key,
-                self._calls_key,
-            ],
-            args=[
-                head,
-                tail,
-                repr(stamped.emitted_at),  # started_at, when this is the call's first event
-                self._retain_events,
-                max(1, round(self._retain_ended_s * 1000)),
-                event.call_id,
-                1 if ends else 0,
-                repr(now + self._retain_ended_s),
-                1 if stamped.type == "call.started" else 0,
-            ],
-        )
+        keys = [
+            self._meta_key(event.call_id),
+            self._events_key(event.call_id),
+            self._all_key,
+            self._calls_key,
+        ]
+        args: list[str | int] = [
+            head,
+            tail,
+            repr(stamped.emitted_at),  # started_at, when this is the call's first event
+            self._retain_events,
+            max(1, round(self._retain_ended_s * 1000)),
+            event.call_id,
+            1 if ends else 0,
+            repr(now + self._retain_ended_s),
+            1 if stamped.type == "call.started" else 0,
+            f"p:{self._node}",
+            next(self._counter),  # the same on every try of this publish
+        ]
+        reply = await self._reconnect.run(lambda: self._publish_script(keys=keys, args=args))
         seq, started_at = int(reply[0]), float(reply[1])
         if seq == -1:
             raise CallIdInUseError(event.call_id)
@@ -245,7 +297,9 @@ class RedisStreamsBus:
             async for event in self._subscribe_all(after_seq):
                 yield event
             return
-        meta = await self._read(lambda: self._redis.hmget(self._meta_key(call_id), ["last_seq", "ended"]))
+        meta = await self._reconnect.run(
+            lambda: self._redis.hmget(self._meta_key(call_id), ["last_seq", "ended"]), patient=True
+        )
         last_seq, ended = int(meta[0] or 0), meta[1] == "1"
         cursor = last_seq if after_seq is None else max(0, after_seq)
         if ended and cursor >= last_seq:
@@ -268,7 +322,9 @@ class RedisStreamsBus:
     async def _subscribe_all(self, after_seq: int | None) -> AsyncIterator[Event]:
         position = "0-0"
         if after_seq is None:
-            newest = await self._read(lambda: self._redis.xrevrange(self._all_key, count=1))
+            newest = await self._reconnect.run(
+                lambda: self._redis.xrevrange(self._all_key, count=1), patient=True
+            )
             if newest:
                 position = str(newest[0][0])
         while True:
@@ -279,25 +335,12 @@ class RedisStreamsBus:
                     yield event
 
     async def _xread(self, key: str, position: str) -> list[tuple[str, str]]:
-        reply = await self._read(
-            lambda: self._redis.xread({key: position}, count=_READ_BATCH, block=self._block_ms)
+        reply = await self._reconnect.run(
+            lambda: self._redis.xread({key: position}, count=_READ_BATCH, block=self._block_ms), patient=True
         )
-        if _cancelling():  # a cancel the client swallowed and retried past: the subscriber stops here
+        if cancelling():  # a cancel the client swallowed and retried past: the subscriber stops here
             raise asyncio.CancelledError
         return _entries(reply)
-
-    async def _read(self, command: Callable[[], Awaitable[_T]]) -> _T:
-        """Run an idempotent read, retrying a dropped connection a few times with backoff."""
-        for attempt in range(_READ_RETRIES + 1):
-            try:
-                return await command()
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                if _cancelling():  # a cancel that landed inside the client surfaced as this error
-                    raise asyncio.CancelledError from exc
-                if attempt == _READ_RETRIES:
-                    raise
-                await asyncio.sleep(0.1 * 2**attempt)
-        raise AssertionError("unreachable")
 
     def _decode(self, data: str) -> Event:
         event = event_from_dict(json.loads(data))
@@ -323,16 +366,15 @@ class RedisStreamsBus:
     async def calls_async(self) -> list[CallInfo]:
         """Every call Redis knows (live, and ended within ``retain_ended_s``), oldest first."""
         now = self._clock.wall()
-        await self._redis.zremrangebyscore(self._calls_key, "-inf", f"({now!r}")
-        call_ids = [str(c) for c in await self._read(lambda: self._redis.zrange(self._calls_key, 0, -1))]
+        await self._reconnect.run(lambda: self._redis.zremrangebyscore(self._calls_key, "-inf", f"({now!r}"))
+        call_ids = [
+            str(c) for c in await self._reconnect.run(lambda: self._redis.zrange(self._calls_key, 0, -1))
+        ]
         found: list[CallInfo] = []
         gone: list[str] = []
         for start in range(0, len(call_ids), 500):
             chunk = call_ids[start : start + 500]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for cid in chunk:
-                    pipe.hmget(self._meta_key(cid), ["last_seq", "ended", "started_at"])
-                rows: list[list[str | None]] = await pipe.execute()
+            rows = await self._reconnect.run(functools.partial(self._meta_rows, chunk))
             for cid, (last_seq, ended, started_at) in zip(chunk, rows, strict=True):
                 if last_seq is None:
                     gone.append(cid)  # its keys expired
@@ -341,12 +383,19 @@ class RedisStreamsBus:
                 found.append(info)
                 self._remember(cid, info.last_seq, info.ended, info.started_at, exact=True, replace=True)
         if gone:
-            await self._redis.zrem(self._calls_key, *gone)
+            await self._reconnect.run(lambda: self._redis.zrem(self._calls_key, *gone))
         listed = {c.call_id for c in found}
         for cid in [cid for cid, s in self._seen.items() if s.ended and cid not in listed]:
             del self._seen[cid]  # expired in Redis
         found.sort(key=lambda c: c.started_at)
         return found
+
+    async def _meta_rows(self, call_ids: list[str]) -> list[list[str | None]]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cid in call_ids:
+                pipe.hmget(self._meta_key(cid), ["last_seq", "ended", "started_at"])
+            rows: list[list[str | None]] = await pipe.execute()
+        return rows
 
     def _remember(
         self, call_id: str, seq: int, ended: bool, started_at: float, *, exact: bool, replace: bool = False
@@ -407,9 +456,3 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _cancelling() -> bool:
-    """Whether the running task has a cancel pending (retrying a read then would swallow it)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
