@@ -4,7 +4,9 @@ Drop policy. Each channel has a bounded queue (``queue_s`` of audio). A *live* t
 block the network reader, so on overflow the oldest frame is dropped and counted
 (``frames_dropped`` in ``call.ended``) — the transcriber keeps call time right across the hole.
 A *replay* blocks instead (``overflow="block"``): the file waits, nothing is lost.
-Transcripts are never dropped: they go straight to the bus, which does not drop.
+Transcripts are never dropped: they go straight to the bus, which does not drop. Partials are
+skipped (and counted) while a live call is behind: more than half a second of its audio waiting,
+or any call's decode waiting for a free speech worker (the recogniser is saturated: finals first).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sidecar.transcriber import CallLanguage, ChannelTranscriber
 log = logging.getLogger(__name__)
 Overflow = Literal["block", "drop_oldest"]
 _TYPICAL_FRAME_S = 0.02
+BEHIND_S = 1.0  # the backlog a channel reports while decodes wait for a worker: partials skipped
 
 
 class CallPipeline:
@@ -58,6 +61,7 @@ class CallPipeline:
         self._queues: dict[Channel, asyncio.Queue[AudioFrame | None]] = {
             ch: asyncio.Queue(maxsize) for ch in channels
         }
+        self._engine = engine
         decode = engine.decoder(lang)
         self.transcribers: dict[Channel, ChannelTranscriber] = {
             ch: ChannelTranscriber(
@@ -101,7 +105,11 @@ class CallPipeline:
     async def _run_channel(self, channel: Channel) -> None:
         queue, transcriber = self._queues[channel], self.transcribers[channel]
         while (frame := await queue.get()) is not None:
-            backlog = queue.qsize() * frame.duration_s if self.catch_up else 0.0
+            backlog = 0.0
+            if self.catch_up:  # behind: input waiting here, or decodes waiting for a worker
+                backlog = queue.qsize() * frame.duration_s
+                if self._engine.decodes_waiting:
+                    backlog = max(backlog, BEHIND_S)
             await transcriber.feed(frame, backlog_s=backlog)
         await transcriber.finish()
 

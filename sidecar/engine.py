@@ -61,6 +61,7 @@ class SpeechEngine:
         self._loading = threading.Lock()
         self._vad_batcher: VadBatcher | None = None
         self._schedulers: dict[str, DecodeScheduler] = {}
+        self._decoding = 0  # decodes asked for and not answered yet, all calls (loop threads only)
 
     @property
     def vad(self) -> SileroVad:
@@ -96,11 +97,17 @@ class SpeechEngine:
                 )
         return recognizer
 
+    @property
+    def decodes_waiting(self) -> int:
+        """Decodes waiting for a free worker: the recogniser is behind (partials can wait)."""
+        return max(0, self._decoding - self.settings.asr.workers)
+
     def decoder(self, lang: str) -> Decode:
         """How a channel in ``lang`` decodes: in the speech pool, one by one, or (with
         ``ASSIST_ASR_BATCH`` above 1) through the model's scheduler, batched across calls."""
         recognizer = self.recognizer(lang)
         a = self.settings.asr
+        run: Decode
         if a.batch > 1 and isinstance(recognizer, BatchRecognizer):
             key = self.model_key(lang)
             with self._loading:
@@ -109,16 +116,24 @@ class SpeechEngine:
                     scheduler = self._schedulers[key] = DecodeScheduler(
                         recognizer, self._pool, max_batch=a.batch, workers=a.workers
                     )
-            return scheduler.decode
+            run = scheduler.decode
+        else:
 
-        async def one(request: DecodeRequest) -> Hypothesis:
-            return await self.run(
-                lambda: recognizer.recognize(
-                    request.audio, lang=request.lang, prompt=request.prompt, prefix=request.prefix
+            async def run(request: DecodeRequest) -> Hypothesis:
+                return await self.run(
+                    lambda: recognizer.recognize(
+                        request.audio, lang=request.lang, prompt=request.prompt, prefix=request.prefix
+                    )
                 )
-            )
 
-        return one
+        async def counted(request: DecodeRequest) -> Hypothesis:
+            self._decoding += 1
+            try:
+                return await run(request)
+            finally:
+                self._decoding -= 1
+
+        return counted
 
     def preload(self, lang: str) -> None:
         """Load what a call in ``lang`` needs now, so the first segment does not wait for it."""

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from sidecar.asr import Hypothesis, Recognizer
+from sidecar.asr import DecodeRequest, Hypothesis, Recognizer
 from sidecar.audio import Float32
 from sidecar.call import CallPipeline
 from sidecar.callfile import AudioCall
@@ -17,7 +17,7 @@ from sidecar.frames import AudioFrame
 from sidecar.kernel.bus import InMemoryBus
 from sidecar.kernel.clock import FastClock, RealtimeClock
 from sidecar.kernel.events import CallEnded, Event, TranscriptFinal
-from sidecar.kernel.settings import Settings, StreamSettings
+from sidecar.kernel.settings import AsrSettings, Settings, StreamSettings
 from sidecar.replay import replay_audio
 from tests.conftest import dialogue, espeak, silence
 
@@ -138,3 +138,55 @@ async def test_a_failing_channel_ends_the_call_and_raises():
     assert isinstance(events[-1].payload, CallEnded)
     assert events[-1].payload.reason in ("error", "aborted")
     engine.close()
+
+
+async def test_decodes_waiting_for_a_worker_are_counted():
+    blocked = BlockedRecognizer()
+    engine = SpeechEngine(Settings(asr=AsrSettings(workers=1)))
+    engine._recognizers["asr-en"] = blocked  # a fake recogniser held until released
+    decode = engine.decoder("en")
+    asks = [
+        asyncio.ensure_future(decode(DecodeRequest(np.zeros(16_000, np.float32), "en"))) for _ in range(3)
+    ]
+    await asyncio.sleep(0.2)
+    assert engine.decodes_waiting == 2  # one on the worker, two waiting for it
+    blocked.release.set()
+    await asyncio.gather(*asks)
+    assert engine.decodes_waiting == 0
+    engine.close()
+
+
+class SaturatedEngine(SpeechEngine):
+    """The real engine, reporting a decode always waiting for a worker: the fault of a saturated
+    recogniser (other calls' decodes), which one test call cannot cause by itself."""
+
+    @property
+    def decodes_waiting(self) -> int:
+        return 1
+
+
+@pytest.mark.model
+@pytest.mark.espeak
+async def test_a_live_call_skips_partials_while_decodes_wait_but_never_finals():
+    speech = np.concatenate(
+        [espeak("I have been waiting for a very long time to talk to someone."), silence(1.0)]
+    )
+
+    async def run(engine: SpeechEngine) -> tuple[list[Event], dict[str, float]]:
+        bus = InMemoryBus(FastClock())
+        pipeline = CallPipeline("c", bus=bus, engine=engine, channels=("customer",), overflow="block")
+        await pipeline.start("test", realtime=True)
+        for i in range(0, speech.size - 320, 320):
+            await pipeline.push(AudioFrame("c", "customer", speech[i : i + 320], i / 16000))
+            await asyncio.sleep(0.002)
+        await pipeline.end()
+        engine.close()
+        return [e async for e in bus.subscribe("c", after_seq=0)], pipeline.stats()
+
+    events, stats = await run(SaturatedEngine())
+    assert stats["customer_partials"] == 0
+    assert stats["customer_skipped_partials"] > 0
+    finals = [e.payload.text for e in events if isinstance(e.payload, TranscriptFinal)]
+    assert finals == ["I have been waiting for a very long time to talk to someone."]
+    _, quiet = await run(SpeechEngine())
+    assert quiet["customer_partials"] > 0  # the same call, nothing waiting: partials as usual
