@@ -151,6 +151,8 @@ def test_calls_started_on_an_api_node_run_on_a_worker_and_stream_from_the_api(
             assert any(e["event"] == "alert" for e in events)  # coached on the worker
             assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
             assert on_worker.get(f"/v1/calls/{call_id}").json()["ended"]  # any node serves any call
+            # the ended call gives up its owner at the worker's next heartbeat
+            _wait_for("the owner key gone", lambda: _owner(redis_url, prefix, call_id) is None, 10)
             missing = on_api.post("/v1/calls", json={"recording": "no-such.jsonl", "realtime": False})
             assert missing.status_code == 400  # refused on the API node, before any worker
 

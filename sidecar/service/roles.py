@@ -78,6 +78,7 @@ class MediaWorker:
         self.worker = worker
         self.heartbeat_s = heartbeat_s
         self.handlers = dict(handlers or {})  # the taps' commands (a WebRTC offer), by kind
+        self._owned: set[str] = set()  # calls started on command (their owner key set)
 
     async def run(self) -> None:
         beating = asyncio.create_task(self._beat(), name="worker-heartbeat")
@@ -89,10 +90,16 @@ class MediaWorker:
                 await beating
 
     async def _beat(self) -> None:
+        """Every ``heartbeat_s``: this worker's live calls and room; the calls that ended since
+        the last beat give up their owner key."""
+        before: set[str] = set()
         while True:
-            calls = sorted({*self.live.calls, *self.live.recorded_calls})  # taps' and recordings
+            calls = {*self.live.calls, *self.live.recorded_calls}  # taps' and recordings
             try:
-                await self.commands.heartbeat(self.worker, calls, self.live.max_calls)
+                await self.commands.heartbeat(self.worker, sorted(calls), self.live.max_calls)
+                for call_id in (before | self._owned) - calls:
+                    await self.commands.disown(call_id)
+                before, self._owned = calls, self._owned & calls
             except Exception as exc:  # Redis restarting: the next beat tries again
                 log.warning("heartbeat not sent: %s", exc)
             await asyncio.sleep(self.heartbeat_s)
@@ -107,7 +114,7 @@ class MediaWorker:
             reply = await handler(command)
             call_id = reply.data.get("call_id")
             if reply.ok and isinstance(call_id, str):
-                await self.commands.own(call_id, self.worker)
+                await self._own(call_id)
             return reply
         if command.kind != "start_call":
             return CommandReply(400, f"unknown command {command.kind!r}")
@@ -123,8 +130,12 @@ class MediaWorker:
             return CommandReply(503, str(exc))
         except InputError as exc:
             return CommandReply(409 if "already in use" in str(exc) else 400, str(exc))
-        await self.commands.own(call_id, self.worker)
+        await self._own(call_id)
         return CommandReply(201, "", {"call_id": call_id, "worker": self.worker})
+
+    async def _own(self, call_id: str) -> None:
+        self._owned.add(call_id)
+        await self.commands.own(call_id, self.worker)
 
 
 class ApiCalls(LiveCalls):
