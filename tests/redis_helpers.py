@@ -17,6 +17,17 @@ import redis
 from tests.service_helpers import free_port
 
 
+def delete_prefix(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix`` (a test's fresh prefix on the shared test Redis)."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 class OwnRedis:
     """``redis-server`` on a free 127.0.0.1 port with its data in ``directory``, persisted as in
     production (append-only file, fsync on every write). ``stop`` and ``start`` restart it on the

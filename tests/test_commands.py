@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from redis import asyncio as aioredis
 
 from sidecar.kernel.commands import (
     Command,
@@ -19,6 +18,7 @@ from sidecar.kernel.commands import (
     NoWorkerError,
     RedisCommands,
 )
+from tests.redis_helpers import delete_prefix
 
 pytestmark = pytest.mark.redis
 
@@ -29,13 +29,7 @@ async def commands(redis_url: str) -> AsyncIterator[RedisCommands]:
     made = RedisCommands.from_url(redis_url, prefix=prefix, stale_s=2.0)
     yield made
     await made.close()
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    delete_prefix(redis_url, prefix)
 
 
 @contextlib.asynccontextmanager

@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from sidecar.kernel.commands import RedisCommands
 from sidecar.kernel.redis_bus import RedisStreamsBus
 from tests.conftest import dialogue, write_wav
+from tests.redis_helpers import delete_prefix
 from tests.service_helpers import LightServer, free_port, light_server, read_sse
 
 pytestmark = pytest.mark.redis
@@ -67,11 +67,7 @@ def cluster(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Any]]:
     finally:
         for server in servers:
             server.stop()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_prefix(redis_url, prefix)
 
 
 @contextlib.contextmanager

@@ -15,11 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from sidecar.kernel.events import Event
 from sidecar.kernel.redis_bus import RedisStreamsBus
-from tests.redis_helpers import own_redis
+from tests.redis_helpers import delete_prefix, own_redis
 from tests.service_helpers import LightServer, light_server, read_sse
 
 pytestmark = pytest.mark.redis
@@ -41,11 +40,7 @@ def nodes_on_one_redis(redis_url: str, tmp_path: Path, name: str) -> Iterator[Ca
     finally:
         for server in started:
             server.stop()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_prefix(redis_url, prefix)
 
 
 def test_any_node_serves_a_call_played_on_another(redis_url: str, tmp_path: Path) -> None:
