@@ -6,7 +6,7 @@ block the network reader, so on overflow the oldest frame is dropped and counted
 A *replay* blocks instead (``overflow="block"``): the file waits, nothing is lost.
 Transcripts are never dropped: they go straight to the bus, which does not drop. Partials are
 skipped (and counted) while a live call is behind: more than half a second of its audio waiting,
-or any call's decode waiting for a free speech worker (the recogniser is saturated: finals first).
+or every speech worker busy with a decode (the recogniser is saturated: finals first).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sidecar.transcriber import CallLanguage, ChannelTranscriber
 log = logging.getLogger(__name__)
 Overflow = Literal["block", "drop_oldest"]
 _TYPICAL_FRAME_S = 0.02
-BEHIND_S = 1.0  # the backlog a channel reports while decodes wait for a worker: partials skipped
+BEHIND_S = 1.0  # the backlog a channel reports while every speech worker is busy: partials skipped
 
 
 class CallPipeline:
@@ -106,9 +106,9 @@ class CallPipeline:
         queue, transcriber = self._queues[channel], self.transcribers[channel]
         while (frame := await queue.get()) is not None:
             backlog = 0.0
-            if self.catch_up:  # behind: input waiting here, or decodes waiting for a worker
+            if self.catch_up:  # behind: input waiting here, or every speech worker busy
                 backlog = queue.qsize() * frame.duration_s
-                if self._engine.decodes_waiting:
+                if self._engine.saturated:
                     backlog = max(backlog, BEHIND_S)
             await transcriber.feed(frame, backlog_s=backlog)
         await transcriber.finish()

@@ -102,6 +102,11 @@ class SpeechEngine:
         """Decodes waiting for a free worker: the recogniser is behind (partials can wait)."""
         return max(0, self._decoding - self.settings.asr.workers)
 
+    @property
+    def saturated(self) -> bool:
+        """Every speech worker is decoding: the next decode would wait for one."""
+        return self._decoding >= self.settings.asr.workers
+
     def decoder(self, lang: str) -> Decode:
         """How a channel in ``lang`` decodes: in the speech pool, one by one, or (with
         ``ASSIST_ASR_BATCH`` above 1) through the model's scheduler, batched across calls."""

@@ -149,25 +149,26 @@ async def test_decodes_waiting_for_a_worker_are_counted():
         asyncio.ensure_future(decode(DecodeRequest(np.zeros(16_000, np.float32), "en"))) for _ in range(3)
     ]
     await asyncio.sleep(0.2)
-    assert engine.decodes_waiting == 2  # one on the worker, two waiting for it
+    # one on the worker, two waiting for it; every worker busy
+    assert (engine.decodes_waiting, engine.saturated) == (2, True)
     blocked.release.set()
     await asyncio.gather(*asks)
-    assert engine.decodes_waiting == 0
+    assert (engine.decodes_waiting, engine.saturated) == (0, False)
     engine.close()
 
 
 class SaturatedEngine(SpeechEngine):
-    """The real engine, reporting a decode always waiting for a worker: the fault of a saturated
-    recogniser (other calls' decodes), which one test call cannot cause by itself."""
+    """The real engine, reporting every worker always busy: the fault of a saturated recogniser
+    (other calls' decodes), which one test call cannot cause by itself."""
 
     @property
-    def decodes_waiting(self) -> int:
-        return 1
+    def saturated(self) -> bool:
+        return True
 
 
 @pytest.mark.model
 @pytest.mark.espeak
-async def test_a_live_call_skips_partials_while_decodes_wait_but_never_finals():
+async def test_a_live_call_skips_partials_while_the_recogniser_is_saturated_but_never_finals():
     speech = np.concatenate(
         [espeak("I have been waiting for a very long time to talk to someone."), silence(1.0)]
     )
