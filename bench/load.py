@@ -29,6 +29,8 @@ Measured per round:
 - events lost (gaps in a call's SSE ids; must be 0), audio frames dropped (``call.ended`` stats),
   the coach queue's longest wait over the round's calls (``coach_wait_ms_max`` where the server
   reports it);
+- partials per call (both channels) and partials skipped per call because the call was behind
+  (``call.ended`` stats);
 - CPU: the server process's CPU seconds (user + system, its threads) over the round's wall time,
   in cores and per call; the machine's 1-minute load average at the round's end (other work on a
   shared machine shows there).
@@ -65,6 +67,7 @@ sys.path.insert(0, str(ROOT))
 TOKEN = "bench-load-supervisor-token"
 RENDERS = Path.home() / ".cache" / "agent-assist" / "demo-renders"
 DEFAULT_RECORDINGS = ("en-tele-05.wav", "en-bank-02.wav", "en-shop-04.wav")
+CHANNELS = ("agent", "customer")
 
 
 @dataclass
@@ -99,6 +102,8 @@ class Round:
     wall_s: float
     load1: float
     unfinished: int
+    partials: float  # per call (both channels), from call.ended's stats
+    skipped: float  # partials skipped per call because the call was behind
 
 
 def pct(values: list[float], q: float) -> float:
@@ -313,12 +318,21 @@ def run_round(base: str, pid: int, n: int, recordings: list[str], length_s: floa
         wall_s=round(wall, 1),
         load1=round(os.getloadavg()[0], 2),
         unfinished=sum(not f.ended for f in follows),
+        partials=round(_per_call(follows, "_partials"), 1),
+        skipped=round(_per_call(follows, "_skipped_partials"), 1),
     )
+
+
+def _per_call(follows: list[Follow], suffix: str) -> float:
+    """A per-channel count of call.ended's stats (``agent_partials``, ...), both channels, per call."""
+    totals = [sum(f.stats.get(f"{ch}{suffix}", 0.0) for ch in CHANNELS) for f in follows]
+    return float(np.mean(totals)) if totals else float("nan")
 
 
 HEADER = (
     f"{'N':>3} {'finals':>6} {'p50 s':>6} {'p95 s':>6} {'max s':>6} {'alerts':>6} {'al p50':>6} {'al p95':>6} "
-    f"{'lost':>4} {'drops':>6} {'coachq ms':>9} {'cores':>5} {'/call':>5} {'load1':>5} {'unfin':>5}"
+    f"{'lost':>4} {'drops':>6} {'coachq ms':>9} {'cores':>5} {'/call':>5} {'load1':>5} {'unfin':>5} "
+    f"{'part':>5} {'skip':>5}"
 )
 
 
@@ -326,7 +340,8 @@ def line(r: Round) -> str:
     return (
         f"{r.calls:>3} {r.finals:>6} {r.final_p50_s:>6.2f} {r.final_p95_s:>6.2f} {r.final_max_s:>6.2f} "
         f"{r.alerts:>6} {r.alert_p50_s:>6.2f} {r.alert_p95_s:>6.2f} {r.events_lost:>4} {r.frames_dropped:>6.0f} "
-        f"{r.coach_wait_max_ms:>9.0f} {r.cpu_cores:>5.2f} {r.cpu_per_call:>5.2f} {r.load1:>5.2f} {r.unfinished:>5}"
+        f"{r.coach_wait_max_ms:>9.0f} {r.cpu_cores:>5.2f} {r.cpu_per_call:>5.2f} {r.load1:>5.2f} {r.unfinished:>5} "
+        f"{r.partials:>5.1f} {r.skipped:>5.1f}"
     )
 
 
