@@ -21,12 +21,13 @@ from sidecar.kernel.commands import (
 from tests.redis_helpers import delete_prefix
 
 pytestmark = pytest.mark.redis
+STALE_S = 4.0  # a heartbeat this old is a dead worker (long enough for a busy machine's stalls)
 
 
 @pytest.fixture
 async def commands(redis_url: str) -> AsyncIterator[RedisCommands]:
     prefix = f"test-{uuid.uuid4().hex}"
-    made = RedisCommands.from_url(redis_url, prefix=prefix, stale_s=2.0)
+    made = RedisCommands.from_url(redis_url, prefix=prefix, stale_s=STALE_S)
     yield made
     await made.close()
     delete_prefix(redis_url, prefix)
@@ -42,8 +43,9 @@ async def serving(commands: RedisCommands, worker: str, handled: list[Command]) 
             return CommandReply(404, f"call {command.call_id} is not on {worker}")
         return CommandReply(200, "done", {"worker": worker, "text": command.args.get("text", "")})
 
-    task = asyncio.create_task(commands.serve(worker, handle))
-    await asyncio.sleep(0.3)  # the worker is reading its stream
+    ready = asyncio.Event()
+    task = asyncio.create_task(commands.serve(worker, handle, ready))
+    await asyncio.wait_for(ready.wait(), 10)  # from here on no command to it is missed
     try:
         yield
     finally:
@@ -101,7 +103,7 @@ async def test_calls_go_to_the_live_worker_with_the_most_room(commands: RedisCom
     await commands.leave("w-b")
     await commands.heartbeat("w-c", ["c1"], capacity=4)
     assert await commands.stale_workers() == []
-    await asyncio.sleep(2.2)  # silent for longer than stale_s: gone
+    await asyncio.sleep(STALE_S + 0.3)  # silent for longer than stale_s: gone
     assert await commands.workers() == []
     (stale,) = await commands.stale_workers()
     assert (stale.worker, stale.calls) == ("w-c", ("c1",))

@@ -6,8 +6,9 @@ from the bus, and route what must happen on the owner (start a recorded call, wh
 end a call, a WebRTC offer) through Redis:
 
 - ``P:cmd:W``      stream of commands for worker ``W`` (field ``c``: the command's JSON); the worker
-  reads it with ``XREAD BLOCK`` from where it started (a command sent before the worker was up is
-  not its business: the sender has timed out by then).
+  reads it with ``XREAD BLOCK`` from the stream's last entry when it started, and beats its first
+  heartbeat only after, so no command sent to it once it is listed is missed (older ones were for
+  an earlier run of the worker: their senders have timed out).
 - ``P:reply:ID``   list the worker pushes the command's reply to (``RPUSH``, expiring after
   ``REPLY_TTL_S``); the sender waits on it with ``BLPOP`` up to its timeout.
 - ``P:workers``    hash: worker id -> its heartbeat (JSON: its live calls, capacity, when), written
@@ -191,10 +192,15 @@ class RedisCommands:
         """A worker going away: no new calls for it."""
         await self._redis.hdel(self._key("workers"), worker)
 
-    async def serve(self, worker: str, handle: Handler) -> None:
-        """Answer this worker's commands until cancelled; one at a time, in order."""
+    async def serve(self, worker: str, handle: Handler, ready: asyncio.Event | None = None) -> None:
+        """Answer this worker's commands until cancelled; one at a time, in order. Every command
+        sent after the stream's position is read here is answered (``ready`` is set then: a
+        worker announces itself only after), however late the first ``XREAD`` comes; older ones
+        were for an earlier run of this worker and are skipped."""
         key = self._key("cmd", worker)
-        position = "$"
+        position = await self._last_id(key)
+        if ready is not None:
+            ready.set()
         while True:
             try:
                 reply: Any = await self._redis.xread({key: position}, block=1000, count=16)
@@ -206,6 +212,15 @@ class RedisCommands:
                 for entry_id, fields in entries:
                     position = _text(entry_id)
                     await self._answer(handle, _text(fields.get("c", "")))
+
+    async def _last_id(self, key: str) -> str:
+        while True:
+            try:
+                last: Any = await self._redis.xrevrange(key, count=1)
+                return _text(last[0][0]) if last else "0-0"
+            except RedisError as exc:
+                log.warning("command stream unavailable: %s", exc)
+                await asyncio.sleep(0.5)
 
     async def _answer(self, handle: Handler, data: str) -> None:
         try:

@@ -81,13 +81,25 @@ class MediaWorker:
         self._owned: set[str] = set()  # calls started on command (their owner key set)
 
     async def run(self) -> None:
-        beating = asyncio.create_task(self._beat(), name="worker-heartbeat")
+        ready = asyncio.Event()
+        serving = asyncio.create_task(
+            self.commands.serve(self.worker, self.handle, ready), name="worker-commands"
+        )
+        waiting = asyncio.create_task(ready.wait())
+        beating: asyncio.Task[None] | None = None
         try:
-            await self.commands.serve(self.worker, self.handle)
+            await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if serving.done():
+                serving.result()  # it failed before it was ready: its error
+            # listed (the heartbeat) only once every command sent from now on will be answered
+            beating = asyncio.create_task(self._beat(), name="worker-heartbeat")
+            await serving
         finally:
-            beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beating
+            for task in (serving, waiting, beating):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _beat(self) -> None:
         """Every ``heartbeat_s``: this worker's live calls and room; the calls that ended since
