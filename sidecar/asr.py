@@ -131,6 +131,7 @@ class DecodeRequest:
 class _Prepared:
     """A request made ready to decode: features, window, language, prompt tokens, budget."""
 
+    request: DecodeRequest
     features: Any
     content: int  # frames of audio (the rest is padding)
     window: int
@@ -219,10 +220,13 @@ class WhisperRecognizer:
         self, audio: Float32, *, lang: str | None, prompt: str | None = None, prefix: str | None = None
     ) -> Hypothesis:
         started = time.perf_counter()
-        p = self._prepare(DecodeRequest(audio, lang, prompt, prefix))
+        return self._decode_alone(self._prepare(DecodeRequest(audio, lang, prompt, prefix)), started)
+
+    def _decode_alone(self, p: _Prepared, started: float) -> Hypothesis:
+        """One prepared request, decoded by itself (detecting its language when it has none)."""
         encoded = self._model.encode(pad_or_trim(p.features, p.window))
         if p.lang is None:
-            p = self._prepare(DecodeRequest(audio, self._detect(encoded), prompt, prefix), p.features)
+            p = self._prepare(replace(p.request, lang=self._detect(encoded)), p.features)
         result, avg_logprob, tokens, text = self._generate(encoded, p)
         window = p.window
         if window < FULL_WINDOW and get_compression_ratio(text) > self.options.compression_ratio_threshold:
@@ -245,28 +249,20 @@ class WhisperRecognizer:
         groups: dict[tuple[object, ...], list[tuple[int, _Prepared]]] = {}
         for i, request in enumerate(requests):
             p = self._prepare(request)
-            if p.lang is None:  # the language is detected from this audio: alone
-                out[i] = self.recognize(
-                    request.audio, lang=None, prompt=request.prompt, prefix=request.prefix
-                )
-                continue
-            if len(p.prompt) + p.budget > self._model.max_length:  # refused alone, with its reason
-                out[i] = self.recognize(
-                    request.audio, lang=p.lang, prompt=request.prompt, prefix=request.prefix
-                )
+            # the language detected from this audio, or refused for its length (with its reason): alone
+            if p.lang is None or len(p.prompt) + p.budget > self._model.max_length:
+                out[i] = self._decode_alone(p, time.perf_counter())
                 continue
             key = (p.window, p.lang, p.sot_index, p.options.without_timestamps)
             groups.setdefault(key, []).append((i, p))
         for members in groups.values():
             for start in range(0, len(members), self.max_batch):
-                for i, hyp in self._decode_group(requests, members[start : start + self.max_batch]):
+                for i, hyp in self._decode_group(members[start : start + self.max_batch]):
                     out[i] = hyp
         assert all(h is not None for h in out)
         return [h for h in out if h is not None]
 
-    def _decode_group(
-        self, requests: Sequence[DecodeRequest], members: list[tuple[int, _Prepared]]
-    ) -> list[tuple[int, Hypothesis]]:
+    def _decode_group(self, members: list[tuple[int, _Prepared]]) -> list[tuple[int, Hypothesis]]:
         started = time.perf_counter()
         model, window = self._model, members[0][1].window
         encoded = model.encode(np.stack([pad_or_trim(p.features, window) for _, p in members]))
@@ -281,7 +277,7 @@ class WhisperRecognizer:
             max_initial_timestamp_index=round(o.max_initial_timestamp / model.time_precision),
             beam_size=o.beam_size, patience=o.patience,
         )  # fmt: skip
-        alone: list[int] = []
+        alone: list[tuple[int, _Prepared]] = []
         kept: list[_Row] = []
         for row, ((i, p), result) in enumerate(zip(members, results, strict=True)):
             sequence = result.sequences_ids[0]
@@ -294,7 +290,7 @@ class WhisperRecognizer:
                 and get_compression_ratio(text) > self.options.compression_ratio_threshold
             )
             if len(sequence) >= p.budget or looping:
-                alone.append(i)
+                alone.append((i, p))
             else:
                 kept.append(_Row(i, row, p, result, self._avg_logprob(result), tokens))
         speech = [k for k in kept if k.tokens and not self._silent(k.result.no_speech_prob, k.avg_logprob)]
@@ -317,9 +313,7 @@ class WhisperRecognizer:
             )
             for k in kept
         ]
-        for i in alone:
-            r = requests[i]
-            out.append((i, self.recognize(r.audio, lang=r.lang, prompt=r.prompt, prefix=r.prefix)))
+        out += [(i, self._decode_alone(p, time.perf_counter())) for i, p in alone]
         return out
 
     def _prepare(self, request: DecodeRequest, features: Any = None) -> _Prepared:
@@ -341,7 +335,7 @@ class WhisperRecognizer:
             tokenizer, previous, without_timestamps=options.without_timestamps, prefix=options.prefix
         )
         return _Prepared(
-            features=features, content=content, window=self.options.window_frames(content), lang=lang,
+            request=request, features=features, content=content, window=self.options.window_frames(content), lang=lang,
             tokenizer=tokenizer, options=options, prompt=prompt_tokens,
             sot_index=prompt_tokens.index(tokenizer.sot), budget=budget,
         )  # fmt: skip
