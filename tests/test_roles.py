@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -25,29 +25,32 @@ from tests.redis_helpers import delete_prefix
 from tests.service_helpers import LightServer, free_port, light_server, read_sse
 
 pytestmark = pytest.mark.redis
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _workers(redis_url: str, prefix: str) -> list[str]:
-    async def read() -> list[str]:
+def _ask(redis_url: str, prefix: str, question: Callable[[RedisCommands], Awaitable[T]]) -> T:
+    """One question to the cluster's Redis, from the test's own (synchronous) side."""
+
+    async def ask() -> T:
         commands = RedisCommands.from_url(redis_url, prefix=prefix)
         try:
-            return [w.worker for w in await commands.workers()]
+            return await question(commands)
         finally:
             await commands.close()
 
-    return asyncio.run(read())
+    return asyncio.run(ask())
+
+
+def _workers(redis_url: str, prefix: str) -> list[str]:
+    async def names(commands: RedisCommands) -> list[str]:
+        return [w.worker for w in await commands.workers()]
+
+    return _ask(redis_url, prefix, names)
 
 
 def _owner(redis_url: str, prefix: str, call_id: str) -> str | None:
-    async def read() -> str | None:
-        commands = RedisCommands.from_url(redis_url, prefix=prefix)
-        try:
-            return await commands.owner(call_id)
-        finally:
-            await commands.close()
-
-    return asyncio.run(read())
+    return _ask(redis_url, prefix, lambda commands: commands.owner(call_id))
 
 
 @contextlib.contextmanager

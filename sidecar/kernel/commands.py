@@ -2,8 +2,9 @@
 
 Media workers (``assist serve --role media``) own calls: the taps terminate there and the call's
 pipeline, coach and suggestions run there. API nodes (``--role api``) serve REST, SSE and the UIs
-from the bus, and route what must happen on the owner (start a recorded call, whisper, barge-in,
-end a call, a WebRTC offer) through Redis:
+from the bus, and route what must happen on a worker (start a recorded call, a WebRTC offer, end
+a WebRTC call) through Redis; whisper and barge-in are events on the call's stream, published from
+any node:
 
 - ``P:cmd:W``      stream of commands for worker ``W`` (field ``c``: the command's JSON); the worker
   reads it with ``XREAD BLOCK`` from the stream's last entry when it started, and beats its first
