@@ -154,6 +154,9 @@ def test_calls_started_on_an_api_node_run_on_a_worker_and_stream_from_the_api(
             _wait_for("the owner key gone", lambda: _owner(redis_url, prefix, call_id) is None, 10)
             missing = on_api.post("/v1/calls", json={"recording": "no-such.jsonl", "realtime": False})
             assert missing.status_code == 400  # refused on the API node, before any worker
+            again = on_api.post("/v1/calls", json={"recording": "refund-abuse.jsonl", "call_id": call_id})
+            assert again.status_code == 409  # the worker's refusal, as the API node's answer
+            assert "already in use" in again.json()["detail"]
 
 
 def test_a_media_worker_dying_mid_call_ends_its_calls_and_new_calls_go_elsewhere(

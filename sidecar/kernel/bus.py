@@ -43,6 +43,8 @@ class BusUnavailableError(AssistError):
 class CallIdInUseError(InputError):
     """A ``call.started`` for a call id the bus already has events of: another call holds it."""
 
+    http_status = 409
+
     def __init__(self, call_id: str) -> None:
         super().__init__(f"call id {call_id} is already in use")
         self.call_id = call_id

@@ -13,6 +13,7 @@ class InputError(AssistError):
     """A call file that cannot be read: missing, empty, corrupt or in a format we do not take."""
 
     exit_code = 2
+    http_status = 400  # how the service answers it (a subclass may say otherwise)
 
 
 class ModelNotFoundError(AssistError):

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from sidecar.calls.errors import TooManyCallsError, TooManyUserCallsError
 from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.calls.registry import LiveCalls, StartRequest
-from sidecar.kernel.bus import Bus
+from sidecar.kernel.bus import Bus, CallIdInUseError
 from sidecar.kernel.commands import (
     HEARTBEAT_S,
     Command,
@@ -141,7 +141,7 @@ class MediaWorker:
         except TooManyCallsError as exc:
             return CommandReply(503, str(exc))
         except InputError as exc:
-            return CommandReply(409 if "already in use" in str(exc) else 400, str(exc))
+            return CommandReply(exc.http_status, str(exc))
         await self._own(call_id)
         return CommandReply(201, "", {"call_id": call_id, "worker": self.worker})
 
@@ -174,6 +174,8 @@ class ApiCalls(LiveCalls):
             raise TooManyUserCallsError(reply.detail)
         if reply.status == 503:
             raise TooManyCallsError(reply.detail)
+        if reply.status == CallIdInUseError.http_status and request.call_id:
+            raise CallIdInUseError(request.call_id)  # the worker's refusal, with its own words
         if not reply.ok:
             raise InputError(reply.detail)
         return str(reply.data["call_id"])

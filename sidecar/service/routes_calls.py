@@ -200,7 +200,6 @@ async def start_call(
     except TooManyCallsError as exc:
         raise HTTPException(503, str(exc)) from None
     except InputError as exc:
-        status = 409 if "already in use" in str(exc) else 400
-        raise HTTPException(status, str(exc)) from None
+        raise HTTPException(exc.http_status, str(exc)) from None
     await ctx.board.wait_for_call(call_id, timeout_s=5.0)
     return {"call_id": call_id}

@@ -223,7 +223,7 @@ async def open_offer(body: CallOfferIn, calls: TapCalls, tap: WebRtcTap, by: str
         raise HTTPException(503, str(exc)) from None
     except InputError as exc:
         await peer.close()
-        raise HTTPException(409 if "already in use" in str(exc) else 400, str(exc)) from None
+        raise HTTPException(exc.http_status, str(exc)) from None
     except BaseException:
         await peer.close()
         raise
