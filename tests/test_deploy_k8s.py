@@ -96,8 +96,12 @@ def test_each_deployment_agrees_with_its_service_budget_config_and_secret(
     assert env["ASSIST_ROLE"]["value"] == role  # the same role for anything that reads the environment
     port = container["ports"][0]["containerPort"]
     assert command[command.index("--port") + 1] == str(port)
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # 503 while draining
+    if role == "media":  # a scale-down drains the worker's calls within the pod's grace period
+        drain_s = float(env["ASSIST_DRAIN_S"]["value"])
+        assert 0 < drain_s < pod["spec"]["terminationGracePeriodSeconds"]
     assert container["resources"]["requests"]["cpu"]
     assert container["resources"]["limits"]["memory"]
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
@@ -244,6 +248,7 @@ COMPOSE_SCHEMA = {  # the part of the Compose specification this file uses
                     "depends_on": {"type": "object"},
                     "healthcheck": {"type": "object", "required": ["test"]},
                     "restart": {"type": "string"},
+                    "stop_grace_period": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
                 },
             },
         },

@@ -74,11 +74,13 @@ def cluster(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Any]]:
 
 
 @contextlib.contextmanager
-def process_node(redis_url: str, prefix: str, name: str, data: Path) -> Iterator[subprocess.Popen[bytes]]:
+def process_node(
+    redis_url: str, prefix: str, name: str, data: Path, drain_s: float = 0.0
+) -> Iterator[subprocess.Popen[bytes]]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.light_node", "--role", "media", "--port", str(port), "--redis", redis_url,
-         "--prefix", prefix, "--node-id", name, "--data", str(data)],
+         "--prefix", prefix, "--node-id", name, "--data", str(data), "--drain-s", str(drain_s)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -188,6 +190,45 @@ def test_a_media_worker_dying_mid_call_ends_its_calls_and_new_calls_go_elsewhere
                 _wait_for("the dead worker gone", lambda: _workers(redis_url, prefix) == ["w-b"], 10)
                 second = _start(on_api, realtime=False)
                 assert _owner(redis_url, prefix, second) == "w-b"
+
+
+def test_a_media_worker_stopped_with_sigterm_finishes_its_calls_and_takes_no_new_one(
+    redis_url: str, tmp_path: Path
+) -> None:
+    with cluster(redis_url, tmp_path) as (prefix, start):
+        api = start("api-1", "api")
+        with process_node(redis_url, prefix, "w-a", tmp_path / "w-a", drain_s=60) as stopping:
+            start("w-b", "media")
+            _wait_for("both workers", lambda: _workers(redis_url, prefix) == ["w-a", "w-b"], 60)
+            with api.client() as on_api:
+                call_id = _start(on_api, realtime=True)  # 17 s of call on w-a (it sorts first)
+                assert _owner(redis_url, prefix, call_id) == "w-a"
+                second = None
+                with on_api.stream("GET", f"/v1/calls/{call_id}/events", timeout=60) as r:
+                    events = []
+                    for message in read_sse(r):
+                        events.append(message)
+                        if message["event"] == "transcript.final" and second is None:
+                            stopping.send_signal(signal.SIGTERM)  # a scale-down, mid-call
+                            # draining: still beating (its call is not "lost"), with no room
+                            _wait_for("w-a full", lambda: _room(redis_url, prefix).get("w-a") == 0, 10)
+                            second = _start(on_api, realtime=False)
+                            assert _owner(redis_url, prefix, second) == "w-b"
+                            assert stopping.poll() is None  # still running its call
+                assert second is not None  # the SIGTERM was sent mid-call
+                assert events[-1]["event"] == "call.ended"
+                assert events[-1]["data"]["payload"]["reason"] == "completed"  # not aborted, not lost
+                assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
+                # gone once its call ended, well within the drain (uvicorn exits by the signal it got)
+                assert stopping.wait(timeout=30) in (0, -signal.SIGTERM)
+                _wait_for("w-a off the list", lambda: _workers(redis_url, prefix) == ["w-b"], 10)
+
+
+def _room(redis_url: str, prefix: str) -> dict[str, int]:
+    async def room(commands: RedisCommands) -> dict[str, int]:
+        return {w.worker: w.capacity for w in await commands.workers()}
+
+    return _ask(redis_url, prefix, room)
 
 
 @pytest.mark.model

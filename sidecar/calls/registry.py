@@ -32,6 +32,7 @@ from sidecar.replay import new_call_id, replay_audio, replay_transcript
 log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".wav",)
 TRANSCRIPT_SUFFIXES = (".jsonl",)
+DRAIN_PROGRESS_S = 10.0  # how often a draining node says how many calls it waits for
 
 
 def _plain_file(path: Path) -> bool:
@@ -81,6 +82,7 @@ class LiveCalls:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.calls: dict[str, LiveCall] = {}  # calls fed by taps, by id
         self._starting: set[str] = set()  # ids admitted, their calls not registered yet
+        self.draining = False  # shutting down: the live calls go on, no new call is taken
 
     @property
     def engine(self) -> SpeechEngine:
@@ -170,6 +172,10 @@ class LiveCalls:
     def check_room(self, joining: int = 0) -> None:
         """``TooManyCallsError`` unless one more call fits beside the running ones and ``joining``
         (calls admitted or being set up, not running yet)."""
+        if self.draining:
+            raise TooManyCallsError(
+                "this node is shutting down: it finishes its live calls and takes no new one"
+            )
         if self.running + joining >= self.max_calls:
             raise TooManyCallsError(f"this service runs at most {self.max_calls} calls at once")
 
@@ -297,6 +303,21 @@ class LiveCalls:
             return await self.bus.publish(event)
         except RuntimeError as exc:  # the bus refuses events for an ended call
             raise CallNotLiveError(str(exc)) from None
+
+    async def drain(self, timeout_s: float, *, give_up: Callable[[], bool] = lambda: False) -> int:
+        """Shutdown, first part: take no new call and wait up to ``timeout_s`` for the running
+        ones to end by themselves (``give_up``: stop waiting now, e.g. a second Ctrl-C). Returns
+        how many are still running (``close`` ends them)."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        said = -DRAIN_PROGRESS_S
+        while self.running and loop.time() < deadline and not give_up():
+            if loop.time() - said >= DRAIN_PROGRESS_S:
+                said = loop.time()
+                log.info("draining: %d live calls, up to %.0f s more", self.running, deadline - said)
+            await asyncio.sleep(0.2)
+        return self.running
 
     async def close(self) -> None:
         """Shutdown: every running call ends (``call.ended`` with reason ``aborted``)."""

@@ -204,6 +204,16 @@ def _operations(app: FastAPI) -> None:
             "rules_error": bool(ctx.services.coach.last_error),
         }
 
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "starting or draining"}})
+    def readyz(request: Request, response: Response) -> dict[str, str]:
+        """Whether this node takes new calls and requests: 503 while it starts and while it drains
+        its live calls before stopping (a load balancer's readiness check; ``/healthz`` says alive)."""
+        ctx: AppContext | None = getattr(request.app.state, "ctx", None)
+        status = "starting" if ctx is None else "draining" if ctx.live.draining else "ready"
+        if status != "ready":
+            response.status_code = 503
+        return {"status": status}
+
     @app.get("/metrics", tags=["operations"], response_class=Response)
     def metrics(request: Request) -> Response:
         ctx: AppContext | None = getattr(request.app.state, "ctx", None)

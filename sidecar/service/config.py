@@ -12,7 +12,8 @@ played), ``ASSIST_KB_SEED`` (snippets imported into an empty store; ``none`` for
 every other page may not be framed), ``ASSIST_MAX_CALLS_PER_USER`` (recorded calls one user may
 run at once, default 10), ``ASSIST_ROLE`` (``all``, ``media``, ``api``: ``assist serve --role``),
 ``ASSIST_REDIS_PREFIX`` (the bus's key prefix, default ``assist``), ``ASSIST_NODE_ID`` (this node's
-name among the others; default host and pid).
+name among the others; default host and pid), ``ASSIST_DRAIN_S`` (on SIGTERM, how long a node that
+runs calls keeps running them while refusing new ones, default 0: end them at once; ``serve.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from knowledge.feedback import FeedbackLog
 from knowledge.policy import StoreKnowledge, SuggestionPolicy, default_policy
 from knowledge.store import SnippetStore
 from sidecar.kernel.bus import Bus, InMemoryBus
+from sidecar.kernel.errors import ConfigError
 from sidecar.service.auth import TokenTable, demo_tokens, tokens_from_env
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,11 @@ class ServiceConfig:
     role: str = "all"  # all | media | api (sidecar/service/roles.py); media and api need redis_url
     redis_prefix: str = "assist"  # the bus's keys (nodes of one deployment share it)
     node_id: str | None = None  # this node among the others (default: host and pid)
+    drain_s: float = 0.0  # on SIGTERM: seconds the live calls may go on while no new call is taken
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.drain_s <= 24 * 3600:
+            raise ConfigError(f"ASSIST_DRAIN_S={self.drain_s}: seconds from 0 to 86400")
 
     @classmethod
     def from_env(cls) -> ServiceConfig:
@@ -70,11 +77,20 @@ class ServiceConfig:
             role=env.get("ASSIST_ROLE", "all"),
             redis_prefix=env.get("ASSIST_REDIS_PREFIX", "assist"),
             node_id=env.get("ASSIST_NODE_ID") or None,
+            drain_s=_seconds(env, "ASSIST_DRAIN_S"),
         )
 
     @property
     def rules_path(self) -> Path:
         return self.rules_dir or self.data_dir / "rules"
+
+
+def _seconds(env: os._Environ[str], name: str) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        return float(raw) if raw else 0.0
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: a number of seconds") from None
 
 
 @dataclass

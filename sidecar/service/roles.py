@@ -4,7 +4,9 @@
 - ``media``: a worker that owns calls. The taps terminate here; each call's pipeline (VAD, ASR),
   coach and suggestions run here and publish to the Redis bus. ``MediaWorker`` beats its heart on
   Redis (its live calls and its room) and answers the commands API nodes send it (start a recorded
-  call). It serves the API too (any node serves any call from the bus).
+  call). It serves the API too (any node serves any call from the bus). Stopped with SIGTERM and
+  ``ASSIST_DRAIN_S`` set (a scale-down, a rolling update), it drains: it goes on beating with no
+  room, so new calls go to other workers while its own run to their end (``serve.py``).
 - ``api``: a node that runs no calls. REST, SSE and the UIs are served from the bus; a recorded
   call is started on the live worker with the most room (``ApiCalls``); whisper and barge-in are
   events on the call's stream, published from here as from any node; the tap endpoints are not
@@ -107,8 +109,9 @@ class MediaWorker:
         before: set[str] = set()
         while True:
             calls = {*self.live.calls, *self.live.recorded_calls}  # taps' and recordings
+            room = 0 if self.live.draining else self.live.max_calls  # draining: alive, but full
             try:
-                await self.commands.heartbeat(self.worker, sorted(calls), self.live.max_calls)
+                await self.commands.heartbeat(self.worker, sorted(calls), room)
                 for call_id in (before | self._owned) - calls:
                     await self.commands.disown(call_id)
                 before, self._owned = calls, self._owned & calls

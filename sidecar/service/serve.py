@@ -115,11 +115,27 @@ class AssistServer(uvicorn.Server):
         app = self.config.app
         ctx: AppContext | None = getattr(getattr(app, "state", None), "ctx", None)
         if ctx is not None and isinstance(app, FastAPI):
+            await self.drain(ctx)
             await end_calls(app)
             await asyncio.sleep(0.05)  # let the streams write the calls' ends
             ctx.closing.set()
             await ctx.feeds.close()
         await super().shutdown(sockets)
+
+    async def drain(self, ctx: AppContext) -> None:
+        """With ``ASSIST_DRAIN_S``: before anything closes, the live calls go on (taps connected,
+        streams served, ``/readyz`` 503, the worker's heartbeat with no room) until they end or the
+        time is up; a second SIGTERM or Ctrl-C stops waiting. What is left then is aborted."""
+        drain_s = ctx.services.config.drain_s
+        if drain_s <= 0 or not ctx.live.running:
+            ctx.live.draining = True
+            return
+        log.info("shutting down: draining %d live calls (up to %.0f s)", ctx.live.running, drain_s)
+        left = await ctx.live.drain(drain_s, give_up=lambda: self.force_exit)
+        if left:
+            log.warning("drain over: %d calls still live are aborted", left)
+        else:
+            log.info("drained: every live call ended")
 
 
 def make_server(app: FastAPI, host: str, port: int) -> AssistServer:
