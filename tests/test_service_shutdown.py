@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 
 from sidecar.kernel.bus import InMemoryBus
-from sidecar.kernel.errors import ConfigError
-from sidecar.service.config import ServiceConfig
 from tests.service_helpers import LightServer, light_server, read_sse
 
 pytestmark = pytest.mark.unit
@@ -80,9 +78,3 @@ def test_a_drain_ends_what_is_still_live_when_its_time_is_up(tmp_path: Path) -> 
     assert events[-1]["data"]["payload"]["reason"] == "aborted"
     assert 0.9 < went_on < 4.0, f"the call went on {went_on:.1f} s after a 1 s drain"
 
-
-@pytest.mark.parametrize("value", ["soon", "-5", "nan"])
-def test_a_bad_drain_setting_stops_the_start_naming_it(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ASSIST_DRAIN_S", value)
-    with pytest.raises(ConfigError, match="ASSIST_DRAIN_S"):
-        ServiceConfig.from_env()

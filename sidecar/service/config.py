@@ -13,7 +13,9 @@ every other page may not be framed), ``ASSIST_MAX_CALLS_PER_USER`` (recorded cal
 run at once, default 10), ``ASSIST_ROLE`` (``all``, ``media``, ``api``: ``assist serve --role``),
 ``ASSIST_REDIS_PREFIX`` (the bus's key prefix, default ``assist``), ``ASSIST_NODE_ID`` (this node's
 name among the others; default host and pid), ``ASSIST_DRAIN_S`` (on SIGTERM, how long a node that
-runs calls keeps running them while refusing new ones, default 0: end them at once; ``serve.py``).
+runs calls keeps running them while refusing new ones, default 0: end them at once; ``serve.py``),
+``ASSIST_REDIS_RECONNECT_S`` (Redis away: how long the bus waits for it, buffering, before a
+publish fails; default 30; ``kernel/redis_bus.py``).
 """
 
 from __future__ import annotations
@@ -55,10 +57,15 @@ class ServiceConfig:
     redis_prefix: str = "assist"  # the bus's keys (nodes of one deployment share it)
     node_id: str | None = None  # this node among the others (default: host and pid)
     drain_s: float = 0.0  # on SIGTERM: seconds the live calls may go on while no new call is taken
+    redis_reconnect_s: float = 30.0  # Redis away: how long publishes wait (nothing dropped) before failing
 
     def __post_init__(self) -> None:
         if not 0 <= self.drain_s <= 24 * 3600:
             raise ConfigError(f"ASSIST_DRAIN_S={self.drain_s}: seconds from 0 to 86400")
+        if not 0 < self.redis_reconnect_s <= 3600:
+            raise ConfigError(
+                f"ASSIST_REDIS_RECONNECT_S={self.redis_reconnect_s}: seconds above 0, at most 3600"
+            )
 
     @classmethod
     def from_env(cls) -> ServiceConfig:
@@ -78,6 +85,7 @@ class ServiceConfig:
             redis_prefix=env.get("ASSIST_REDIS_PREFIX", "assist"),
             node_id=env.get("ASSIST_NODE_ID") or None,
             drain_s=_seconds(env, "ASSIST_DRAIN_S"),
+            redis_reconnect_s=_seconds(env, "ASSIST_REDIS_RECONNECT_S", 30.0),
         )
 
     @property
@@ -85,10 +93,10 @@ class ServiceConfig:
         return self.rules_dir or self.data_dir / "rules"
 
 
-def _seconds(env: os._Environ[str], name: str) -> float:
+def _seconds(env: os._Environ[str], name: str, default: float = 0.0) -> float:
     raw = env.get(name, "").strip()
     try:
-        return float(raw) if raw else 0.0
+        return float(raw) if raw else default
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: a number of seconds") from None
 
@@ -109,7 +117,9 @@ def make_bus(config: ServiceConfig) -> Bus:
     if config.redis_url:
         from sidecar.kernel.redis_bus import RedisStreamsBus
 
-        return RedisStreamsBus(config.redis_url, prefix=config.redis_prefix)
+        return RedisStreamsBus(
+            config.redis_url, prefix=config.redis_prefix, reconnect_s=config.redis_reconnect_s
+        )
     return InMemoryBus()
 
 
