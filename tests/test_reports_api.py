@@ -121,7 +121,11 @@ def test_filters_targets_and_bad_input(svc: ReviewService, plan: list[Planned]) 
         assert report["overall"]["calls"] == sum(p.started >= since for p in plan)
         assert report["targets"]["politeness"] == 0.9
         assert report["targets"]["first_response_s"] == 12
-        assert c.get("/v1/reports", params={"since": 10, "until": 5}).status_code == 422
+        backwards = c.get("/v1/reports", params={"since": 10, "until": 5})
+        assert backwards.status_code == 422  # shaped as every query problem is (what /openapi.json says)
+        assert backwards.json()["detail"] == [
+            {"type": "value_error", "loc": ["query", "until"], "msg": "until must be after since"}
+        ]
         assert c.get("/v1/reports", params={"group": "floor"}).status_code == 422
         assert c.get("/v1/reports", params={"target_fcr": 2}).status_code == 422
     with svc.client("sam") as c:

@@ -375,3 +375,35 @@ def test_schemathesis_finds_the_answers_conform(
     report = done.stdout[-6000:] + done.stderr[-2000:]
     assert done.returncode == 0, report
     assert "2 passed" in done.stdout or "No issues found" in done.stdout, report
+
+
+def test_a_calls_event_stream_is_typed_per_event_and_real_events_validate(
+    served: tuple[LightServer, dict[str, Any]],
+) -> None:
+    node, _ = served
+    doc = openapi(node)
+    path = "/v1/calls/{call_id}/events"
+    items = stream_items_pointer(path)
+    oneof = doc["paths"][path]["get"]["responses"]["200"]["content"]["text/event-stream"]["itemSchema"][
+        "oneOf"
+    ]
+    kinds = {
+        i["properties"]["event"]["const"]: i["properties"]["data"]["contentSchema"]["$ref"] for i in oneof
+    }
+    typed = {e.type for e in ended_call("x")}  # every type a call's stream carries
+    assert set(kinds) == typed | {"error"}
+    assert kinds["transcript.final"] == "#/components/schemas/TranscriptFinalEvent"
+    models = [ref.rpartition("/")[2] for ref in kinds.values()]
+    assert untyped(doc["components"]["schemas"], models) == []
+    with node.client() as c, c.stream("GET", "/v1/calls/wire-ended/events") as r:
+        messages = list(read_sse(r))
+    assert [m["event"] for m in messages] == [e.type for e in ended_call("x")]
+    event_kinds = list(kinds)
+    for message in messages:
+        data = validator(doc, f"{items}/{event_kinds.index(message['event'])}/properties/data/contentSchema")
+        data.validate(message["data"])
+    # a payload of the wrong shape for its type fails its schema
+    alert = next(m["data"] for m in messages if m["event"] == "alert")
+    schema = validator(doc, f"{items}/{event_kinds.index('alert')}/properties/data/contentSchema")
+    assert not schema.is_valid({**alert, "payload": {**alert["payload"], "severity": 3}})
+    assert not schema.is_valid({**alert, "type": "transcript.final"})

@@ -18,6 +18,7 @@ from sidecar.service.auth import Principal
 from sidecar.service.board import FloorLaggedError, summary_sort_key
 from sidecar.service.callview import CallDetail, CallSummary, FloorAlert
 from sidecar.service.context import AppContext, authorize, authorize_stream, get_ctx, visible_call
+from sidecar.service.eventview import CALL_EVENTS, BargeEvent, CallEventOut, WhisperEvent, model_name
 from sidecar.service.limits import StrictJsonRoute
 from sidecar.service.sse import (
     MAX_SEQ,
@@ -89,7 +90,12 @@ def get_call(
 @router.get(
     "/calls/{call_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "the call's events (SSE)"}},
+    response_model=CallEventOut | Resync,
+    responses=sse_openapi(
+        "the call's events (SSE), from the first or after the seq given; `error` ends a stream that"
+        " fell behind (re-read the call, then resume)",
+        {**{event_type: model_name(event_type) for event_type in CALL_EVENTS}, "error": "Resync"},
+    ),
 )
 async def call_events(
     call_id: str,
@@ -147,7 +153,12 @@ async def floor_events(
     return sse_response(ctx, "floor", sse_stream(messages(), on_error=lagged, closing=ctx.closing))
 
 
-@router.post("/calls/{call_id}/whisper", status_code=202, responses={403: {}, 404: {}, 409: {}})
+@router.post(
+    "/calls/{call_id}/whisper",
+    status_code=202,
+    response_model=WhisperEvent,
+    responses={403: {}, 404: {}, 409: {}},
+)
 async def whisper(
     call_id: str,
     body: WhisperIn,
@@ -162,7 +173,12 @@ async def whisper(
     return event.to_dict()
 
 
-@router.post("/calls/{call_id}/barge", status_code=202, responses={403: {}, 404: {}, 409: {}})
+@router.post(
+    "/calls/{call_id}/barge",
+    status_code=202,
+    response_model=BargeEvent,
+    responses={403: {}, 404: {}, 409: {}},
+)
 async def barge(
     call_id: str,
     body: BargeIn,

@@ -14,6 +14,7 @@ from dataclasses import asdict, replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from sidecar.kernel.errors import ConfigError
@@ -119,7 +120,10 @@ async def report(
             raise HTTPException(403, "an agent sees only their own figures")
         agent = principal.name
     if since is not None and until is not None and until <= since:
-        raise HTTPException(422, "until must be after since")
+        # the shape of any other query problem (the documented 422), not a bare string
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "until"), "msg": "until must be after since"}]
+        )
     targets = _targets(target_politeness, target_fcr, target_first_response_s, target_satisfaction)
     query = CallQuery(agent_id=agent, queue=queue, since=since, until=until)
     facts, truncated = await asyncio.to_thread(read_facts, history.store, query, MAX_CALLS, cache)
