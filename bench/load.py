@@ -115,6 +115,7 @@ class Round:
     unfinished: int
     partials: float  # per call (both channels), from call.ended's stats
     skipped: float  # partials skipped per call because the call was behind
+    cores_by_process: list[float] = field(default_factory=list)  # in the order of the processes started
 
 
 def pct(values: list[float], q: float) -> float:
@@ -202,7 +203,9 @@ def start_server(
     name: str = "server",
     role: str = "all",
     env_extra: dict[str, str] | None = None,
+    cpus: set[int] | None = None,
 ) -> Node:
+    """``cpus``: the cores the process may run on (``None``: any), as a pod's CPU share."""
     env = {
         **os.environ,
         "PYTHONPATH": str(repo),
@@ -223,6 +226,9 @@ def start_server(
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus))
+        if cpus
+        else None,  # the affinity only (no threads yet)
     )
     return Node(name, f"http://127.0.0.1:{port}", proc)
 
@@ -249,16 +255,21 @@ def start_redis(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("load: redis-server did not answer within 10 s")
 
 
-def start_cluster(repo: Path, work: Path, redis_url: str, workers: int = 2) -> tuple[Node, list[Node]]:
-    """One API node and ``workers`` media workers on ``redis_url`` (one key prefix of their own)."""
+def start_cluster(
+    repo: Path, work: Path, redis_url: str, workers: int = 2, pin: bool = True
+) -> tuple[Node, list[Node]]:
+    """One API node and ``workers`` media workers on ``redis_url`` (one key prefix of their own).
+    ``pin``: the machine's cores are shared out among the workers (each on its own core(s), as
+    pods with CPU requests are), so their thread pools size themselves to their share instead of
+    all of them oversubscribing every core; the API node and Redis float."""
     shared = {"REDIS_URL": redis_url, "ASSIST_REDIS_PREFIX": f"bench-load-{os.getpid()}"}
     api = start_server(repo, work, free_port(), "api", "api", shared)
-    media = [
-        start_server(
-            repo, work, free_port(), f"media-{i + 1}", "media", {**shared, "ASSIST_NODE_ID": f"media-{i + 1}"}
-        )
-        for i in range(workers)
-    ]
+    cores = sorted(os.sched_getaffinity(0))
+    media = []
+    for i in range(workers):
+        share = {c for j, c in enumerate(cores) if j % workers == i % len(cores)} if pin else None
+        env = {**shared, "ASSIST_NODE_ID": f"media-{i + 1}"}
+        media.append(start_server(repo, work, free_port(), f"media-{i + 1}", "media", env, share))
     return api, media
 
 
@@ -387,7 +398,7 @@ def run_round(
     """``taps``: the media workers' bases (calls stream through the L16 tap, round robin);
     None: the server at ``base`` plays the recordings itself."""
     load_started = time.monotonic()
-    cpu0, wall0 = cpu_s(pids), time.monotonic()
+    cpu0, wall0 = {pid: cpu_s([pid]) for pid in pids}, time.monotonic()
     deadline = time.monotonic() + length_s + stagger_s * n + 180.0
     follows, threads = [], []
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as c:
@@ -415,7 +426,8 @@ def run_round(
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()) + 5)
     wall = time.monotonic() - wall0
-    cpu = cpu_s(pids) - cpu0
+    by_pid = {pid: round((cpu_s([pid]) - before) / wall, 2) for pid, before in cpu0.items()}
+    cpu = sum(by_pid.values()) * wall
     finals = [x for f in follows for x in f.final_lags]
     alerts = [x for f in follows for x in f.alert_lags]
     for f in follows:
@@ -440,6 +452,7 @@ def run_round(
         unfinished=sum(not f.ended for f in follows),
         partials=round(_per_call(follows, "_partials"), 1),
         skipped=round(_per_call(follows, "_skipped_partials"), 1),
+        cores_by_process=list(by_pid.values()),
     )
 
 
@@ -473,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--single", action="store_true", help="one `assist serve` playing the recordings, no cluster"
     )
+    p.add_argument("--no-pin", dest="pin", action="store_false",
+                   help="cluster: let every media worker run on every core (default: the cores shared out)")  # fmt: skip
     p.add_argument("--repo", type=Path, default=ROOT, help="the checkout whose `assist serve` runs")
     p.add_argument("--recording", action="append", default=None, help="an English WAV (repeatable)")
     p.add_argument(
@@ -516,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             redis, redis_url = start_redis(work)
             procs.append(redis)
-            api, media = start_cluster(repo, work, redis_url)
+            api, media = start_cluster(repo, work, redis_url, pin=args.pin)
             nodes = [api, *media]
             taps = [m.base for m in media]
         procs.extend(n.proc for n in nodes)
@@ -525,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load: ready in {time.monotonic() - started:.0f} s")
         print(HEADER, flush=True)
         pids = [proc.pid for proc in procs]
+        names = (["redis"] if not args.single else []) + [node.name for node in nodes]
         for n in rounds_n:
             if time.monotonic() - started + length_s + 180 > args.timeout:
                 print(f"load: no time left for N={n} within --timeout {args.timeout:.0f} s")
@@ -532,6 +548,11 @@ def main(argv: list[str] | None = None) -> int:
             r = run_round(api.base, pids, n, paths, length_s, args.stagger, taps)
             rounds.append(r)
             print(line(r), flush=True)
+            if len(names) > 1:
+                shares = ", ".join(
+                    f"{name} {c:.2f}" for name, c in zip(names, r.cores_by_process, strict=True)
+                )
+                print(f"    cores by process: {shares}", flush=True)
     finally:
         for proc in reversed(procs):  # the nodes, then Redis
             stop(proc)

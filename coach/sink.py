@@ -42,17 +42,18 @@ from coach.session import CoachSession
 from coach.suggestions import SuggestionPolicy
 from sidecar.kernel.bus import Bus, BusUnavailableError
 from sidecar.kernel.events import CallEnded, CallStarted, Event
+from sidecar.kernel.settings import usable_cores
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 512  # events one call's coach may have waiting before its emitter waits
 
 
 def _threads() -> int:
-    """``ASSIST_COACH_THREADS``: the coach pool's size (default: the cores, 2 to 4)."""
+    """``ASSIST_COACH_THREADS``: the coach pool's size (default: the usable cores, 2 to 4)."""
     try:
         return max(1, int(os.environ.get("ASSIST_COACH_THREADS", "")))
     except ValueError:
-        return min(4, max(2, os.cpu_count() or 2))
+        return min(4, max(2, usable_cores()))
 
 
 _pool = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="coach")

@@ -3,13 +3,20 @@ from it, and a mistyped value stops the start with one line naming the variable.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from sidecar.kernel.errors import ConfigError
 from sidecar.kernel.redis_bus import RedisStreamsBus
+from sidecar.kernel.settings import usable_cores
 from sidecar.service.config import ServiceConfig, make_bus
 
 pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(("name", "value"), [
@@ -41,3 +48,22 @@ def test_unset_the_defaults_hold(monkeypatch: pytest.MonkeyPatch) -> None:
     config = ServiceConfig.from_env()
     assert config.drain_s == 0.0  # SIGTERM ends the calls at once unless a drain is asked for
     assert config.redis_reconnect_s == 30.0
+
+
+def test_thread_pools_size_themselves_to_the_cores_this_process_may_use(tmp_path: Path) -> None:
+    """A pod limited to one core of a big node, or a process pinned to one: pools follow that."""
+    cpu_max = tmp_path / "cpu.max"
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cores(tmp_path / "none") == affinity  # no cgroup v2 quota
+    cpu_max.write_text("max 100000\n")
+    assert usable_cores(cpu_max) == affinity  # no limit
+    cpu_max.write_text("50000 100000\n")
+    assert usable_cores(cpu_max) == 1  # half a core still runs one decode
+    cpu_max.write_text(f"{(affinity + 3) * 100000} 100000\n")
+    assert usable_cores(cpu_max) == affinity  # a quota above the cores it may run on
+    pinned = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-c",
+         "from sidecar.kernel.settings import default_workers, usable_cores; print(usable_cores(), default_workers())"],
+        capture_output=True, text=True, timeout=60, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert pinned.stdout.split() == ["1", "1"]

@@ -39,6 +39,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from coach.llm.runtime import Device, RuntimeSettings, TextGenerator, XllamaGenerator, runtime_installed
 from sidecar.kernel.errors import AssistError, ConfigError
+from sidecar.kernel.settings import usable_cores
 
 log = logging.getLogger("assist.llm")
 T = TypeVar("T")
@@ -55,7 +56,7 @@ class LlmBusyError(AssistError):
 
 
 def default_threads(cores: int | None = None) -> int:
-    n = cores if cores is not None else (os.cpu_count() or 1)
+    n = cores if cores is not None else usable_cores()
     return 1 if n <= 2 else min(4, n // 2)
 
 

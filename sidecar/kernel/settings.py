@@ -6,8 +6,10 @@ these are the knobs for how models run and how the stream behaves.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from sidecar.kernel.errors import ConfigError
@@ -39,9 +41,26 @@ def _float(name: str, default: float, lo: float, hi: float) -> float:
     return value
 
 
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may use, not the machine's: its CPU affinity (``taskset``, a
+    cpuset), capped by a cgroup v2 CPU quota (a container's CPU limit, ``cpu.max``), at least 1.
+    Thread pools sized by the machine's count oversubscribe a pod given 1 of a node's 32 cores."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            n = min(n, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError, ZeroDivisionError):
+        pass  # no cgroup v2 quota here
+    return max(1, n)
+
+
 def default_workers() -> int:
-    """Concurrent decodes: one per core, at most 4 (more cores: set ASSIST_ASR_WORKERS)."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """Concurrent decodes: one per usable core, at most 4 (more cores: set ASSIST_ASR_WORKERS)."""
+    return max(1, min(4, usable_cores()))
 
 
 @dataclass(frozen=True, slots=True)
