@@ -142,6 +142,11 @@ class CallPipeline:
             payload = CallEnded("aborted", self._last_t, self.stats())
             await self.emit(Event("call.ended", self.call_id, None, 0.0, self._last_t, payload))
 
+    @property
+    def last_t(self) -> float:
+        """The call time of the latest audio pushed (seconds)."""
+        return self._last_t
+
     def stats(self) -> dict[str, float]:
         out: dict[str, float] = {"frames_dropped": float(self.frames_dropped)}
         for ch, tr in self.transcribers.items():

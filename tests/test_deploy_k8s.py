@@ -213,10 +213,29 @@ def unread(names: set[str], source: str) -> set[str]:
 def test_the_variables_the_manifests_set_are_read_by_the_code() -> None:
     config = named("ConfigMap", "agent-assist-config")
     names = set(config["data"])
+    expanded: set[str] = set()  # read by the manifest itself, in another variable's $(NAME)
     for deployment in by_kind("Deployment"):
-        names |= set(env_of(container_of(deployment)))
-    missing = unread(names, code_source())
+        env = env_of(container_of(deployment))
+        names |= set(env)
+        expanded |= {n for n in env for e in env.values() if f"$({n})" in str(e.get("value", ""))}
+    missing = unread(names - expanded, code_source())
     assert not missing, f"set but read nowhere: {sorted(missing)}"
+
+
+def test_a_worker_tells_asterisk_its_own_audiosocket_address() -> None:
+    """A leg is registered through the media Service (any worker) and Asterisk must then dial that
+    same worker: each pod advertises its own IP, on the port it listens on."""
+    for name in ("agent-assist-media", "agent-assist-media-gpu"):
+        container = container_of(named("Deployment", name))
+        env = env_of(container)
+        assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+        port = env["ASSIST_AUDIOSOCKET_PORT"]["value"]
+        assert env["ASSIST_AUDIOSOCKET_ADVERTISE"]["value"] == f"$(POD_IP):{port}"
+        assert env["ASSIST_AUDIOSOCKET_HOST"]["value"] == "0.0.0.0"
+        names = [e["name"] for e in container["env"]]
+        assert names.index("POD_IP") < names.index("ASSIST_AUDIOSOCKET_ADVERTISE")  # expanded in order
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["audiosocket"] == int(port)
 
 
 def test_the_variables_the_compose_file_sets_are_read_by_the_code() -> None:

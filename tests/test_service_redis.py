@@ -287,3 +287,67 @@ def test_redis_away_longer_than_the_bus_waits_fails_the_call_and_says_so(
         {"bus_unavailable": 1.0},
     )
     assert detail["ended"], "the node's board lost the call's end"
+
+
+def test_a_tap_call_ending_while_redis_is_away_ends_on_the_bus_once_it_is_back(tmp_path: Path) -> None:
+    """Fault test: a tap's call (a chat, the tap without speech models) ends while Redis is away
+    longer than the bus waits (0.5 s here). The socket closes as usual, the node stops running
+    the call, and once Redis is back the call's ``call.ended`` is on its stream (reason
+    ``completed``, ``bus_unavailable`` in its stats): no follower waits for a call that ended."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    call_id = f"chat-away-{uuid.uuid4().hex[:8]}"
+    with own_redis(tmp_path / "redis") as server:
+        bus = WatchedBus(server.url, prefix="tap-away", reconnect_s=0.5)
+        a = light_server(tmp_path / "a", bus)
+        try:
+            url = a.base.replace("http://", "ws://") + "/v1/taps/chat"
+            auth = {"Authorization": f"Bearer {LightServer.integrator_token}"}
+            with connect(url, additional_headers=auth, open_timeout=30) as ws:
+                ws.send(json.dumps({"type": "start", "call_id": call_id, "agent_id": "alice", "lang": "en"}))
+                assert json.loads(ws.recv(timeout=30))["type"] == "started"
+                ws.send(
+                    json.dumps(
+                        {
+                            "type": "message",
+                            "channel": "customer",
+                            "text": "my parcel never came",
+                            "ts": round(time.time() * 1000),
+                        }
+                    )
+                )
+                assert json.loads(ws.recv(timeout=30))["type"] == "ack"
+                server.stop("kill")
+                ws.send(json.dumps({"type": "end"}))
+                with contextlib.suppress(ConnectionClosed, TimeoutError):
+                    while True:  # until the node closes the socket (after its 0.5 s wait)
+                        ws.recv(timeout=20)
+            with a.client() as on_a:  # the node lets the call go (the socket may close first)
+                deadline = time.monotonic() + 10
+                while "assist_node_calls 0.0" not in on_a.get("/metrics").text:
+                    assert time.monotonic() < deadline, "the node still runs the call"
+                    time.sleep(0.1)
+            time.sleep(1.0)  # the end's retries meet a Redis that is still away
+            server.start()
+            follower = SseFollower(a, call_id, deadline_s=30)
+            follower.start()
+            follower.join(timeout=35)
+            assert not follower.is_alive(), f"the call's stream never ended: {follower.seen[-3:]}"
+            with a.client() as on_a:
+                detail = on_a.get(f"/v1/calls/{call_id}").json()
+        finally:
+            a.stop()
+    seen = follower.seen
+    assert [int(m["id"]) for m in seen] == list(range(1, len(seen) + 1))
+    assert seen[0]["event"] == "call.started"
+    assert [m["data"]["payload"]["text"] for m in seen if m["event"] == "transcript.final"] == [
+        "my parcel never came"
+    ]
+    end = seen[-1]
+    assert end["event"] == "call.ended"
+    assert end["data"]["payload"]["reason"] == "completed"
+    assert end["data"]["payload"]["stats"]["bus_unavailable"] == 1.0
+    assert end["data"]["payload"]["stats"]["customer_messages"] == 1.0
+    assert any("call.ended" in f for f in bus.failed), "the first try at the end did not meet Redis away"
+    assert detail["ended"], "the node's board lost the call's end"

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from sidecar.audio import Pcm16, resample
+from sidecar.kernel.errors import ConfigError
+from sidecar.taps.audiosocket import AudioSocketSettings
 from tests.conftest import dialogue, espeak, silence
 from tests.service_helpers import LiveService
 from tests.tap_helpers import CallFollower, chunks, finals_text, of_type, paced, word_overlap, words
@@ -151,6 +153,7 @@ async def test_two_legs_make_one_call_with_bad_legs_around_it(service: LiveServi
         assert r.status_code == 201, r.text
         assert r.json()["channel"] == "agent"
         assert r.json()["uuid"] == str(agent_uuid)
+        assert r.json()["connect"] == f"127.0.0.1:{service.audiosocket_port}"  # where Asterisk dials this leg
         r = await register(http, uuid=customer_uuid, call_id=call_id, channel="customer")
         assert r.status_code == 201, r.text
         assert (
@@ -252,3 +255,18 @@ async def test_a_dropped_leg_and_a_leg_that_never_comes_end_their_calls(service:
     assert waited >= 4.0, f"the call ended {waited:.1f} s after its only leg, before the wait for the other"
     assert messages[-1]["data"]["payload"]["reason"] == "completed"
     assert word_overlap(line, finals_text(messages, "customer")) >= 0.6
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("10.1.2.3:9092", True), ("media-0.assist.svc:9092", True), ("[fd00::7]:9092", True),
+    ("10.1.2.3", False), (":9092", False), ("10.1.2.3:99999", False), ("10.1.2.3:port", False),
+])  # fmt: skip
+def test_the_advertised_address_is_host_and_port(
+    value: str, ok: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASSIST_AUDIOSOCKET_ADVERTISE", value)
+    if ok:
+        assert AudioSocketSettings.from_env().advertise == value
+    else:
+        with pytest.raises(ConfigError, match="ASSIST_AUDIOSOCKET_ADVERTISE"):
+            AudioSocketSettings.from_env()

@@ -17,6 +17,7 @@ from sidecar.audio import PIPELINE_RATE, Pcm16, StreamResampler
 from sidecar.call import CallPipeline
 from sidecar.calls.errors import CallNotLiveError
 from sidecar.frames import AudioFrame
+from sidecar.kernel.bus import BusUnavailableError
 from sidecar.kernel.clock import RealtimeClock
 from sidecar.kernel.events import Channel
 
@@ -113,6 +114,17 @@ class LiveCall:
         self.ended = True
         try:
             await self.pipeline.end(reason)
+        except BusUnavailableError:
+            await self.end_without_bus(self.pipeline.last_t, reason, self.pipeline.stats())
         finally:
             await self.sink.stop_ticking()
             self.live.forget(self.call_id)
+
+    async def end_without_bus(self, t: float, reason: str, stats: dict[str, float]) -> None:
+        """The bus gave up on this call's ``call.ended`` (Redis away past its wait): the coach
+        stops, and the end goes out once the bus is back (``bus_unavailable`` in its stats)."""
+        await self.sink.abandon(self.call_id)
+        self.live.end_when_bus_back(self.call_id, t, reason, stats)
+        log.warning(
+            "call ended while the bus is away: its end waits for the bus", extra={"call_id": self.call_id}
+        )

@@ -83,6 +83,7 @@ class LiveCalls:
         self.calls: dict[str, LiveCall] = {}  # calls fed by taps, by id
         self._starting: set[str] = set()  # ids admitted, their calls not registered yet
         self.draining = False  # shutting down: the live calls go on, no new call is taken
+        self._ending: set[asyncio.Task[None]] = set()  # tap calls' ends waiting for the bus
 
     @property
     def engine(self) -> SpeechEngine:
@@ -253,16 +254,26 @@ class LiveCalls:
             task.result()  # the call failed before it started: its error
             raise RuntimeError("the call ended before it started")
 
-    async def _end_when_bus_back(self, call_id: str, t: float) -> None:
-        """Publish the failed call's ``call.ended`` (reason ``error``, ``bus_unavailable``: 1), trying
+    def end_when_bus_back(self, call_id: str, t: float, reason: str, stats: dict[str, float]) -> None:
+        """A tap's call whose ``call.ended`` the bus gave up on: published in the background once
+        the bus is back (a follower never waits for a call that ended), cancelled at shutdown."""
+        task = asyncio.create_task(self._end_when_bus_back(call_id, t, reason, stats), name=f"end-{call_id}")
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
+    async def _end_when_bus_back(
+        self, call_id: str, t: float, reason: str = "error", stats: dict[str, float] | None = None
+    ) -> None:
+        """Publish the failed call's ``call.ended`` (``bus_unavailable``: 1 in its stats), trying
         again each time the bus gives up, so that no follower waits for a call that died."""
-        end = Event("call.ended", call_id, None, 0.0, t, CallEnded("error", t, {"bus_unavailable": 1.0}))
+        payload = CallEnded(reason, t, {**(stats or {}), "bus_unavailable": 1.0})
+        end = Event("call.ended", call_id, None, 0.0, t, payload)
         while True:
             try:
                 await self.bus.publish(end)
                 return
             except BusUnavailableError:
-                log.warning("call %s failed and its end waits for the bus", call_id)
+                log.warning("call %s ended and its end waits for the bus", call_id)
                 await asyncio.sleep(1.0)
             except RuntimeError:  # it has ended already
                 return
@@ -324,7 +335,7 @@ class LiveCalls:
         for call in list(self.calls.values()):
             with contextlib.suppress(Exception):
                 await call.end("aborted")
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._ending]
         for task in tasks:
             task.cancel()
         for task in tasks:

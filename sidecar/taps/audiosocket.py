@@ -81,10 +81,15 @@ class AudioSocketSettings:
     uuid_timeout_s: float = 5.0  # from the connection to the UUID message
     idle_timeout_s: float = 60.0  # no message at all on a leg for this long ends it
     registration_ttl_s: float = 3600.0  # a registration never connected is forgotten after this
+    # host:port Asterisk should dial for the legs registered here (this node's own address: in
+    # Kubernetes the pod's IP, since the REST call that registers a leg reaches one worker among
+    # many); None: the listening address, when it is a real one
+    advertise: str | None = None
 
     @classmethod
     def from_env(cls) -> AudioSocketSettings:
-        """``ASSIST_AUDIOSOCKET_UNREGISTERED`` (refuse|customer), ``ASSIST_AUDIOSOCKET_LEG_WAIT_S``."""
+        """``ASSIST_AUDIOSOCKET_UNREGISTERED`` (refuse|customer), ``ASSIST_AUDIOSOCKET_LEG_WAIT_S``,
+        ``ASSIST_AUDIOSOCKET_ADVERTISE`` (``host:port``)."""
         mode = os.environ.get("ASSIST_AUDIOSOCKET_UNREGISTERED", "refuse")
         if mode not in ("refuse", "customer"):
             raise ConfigError(f"ASSIST_AUDIOSOCKET_UNREGISTERED must be refuse or customer (got {mode!r})")
@@ -97,7 +102,12 @@ class AudioSocketSettings:
             ) from None
         if not 0 <= leg_wait_s <= 3600:
             raise ConfigError("ASSIST_AUDIOSOCKET_LEG_WAIT_S must be between 0 and 3600")
-        return cls(unregistered=mode, leg_wait_s=leg_wait_s)  # type: ignore[arg-type]
+        advertise = os.environ.get("ASSIST_AUDIOSOCKET_ADVERTISE", "").strip() or None
+        if advertise is not None:
+            host, _, port = advertise.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"ASSIST_AUDIOSOCKET_ADVERTISE must be host:port (got {advertise!r})")
+        return cls(unregistered=mode, leg_wait_s=leg_wait_s, advertise=advertise)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +176,7 @@ class AudioSocketRegistry:
         self.settings = settings
         self.legs: dict[UUID, LegRegistration] = {}
         self.calls: dict[str, TapCall] = {}
+        self.connect: str | None = None  # where Asterisk dials this node's legs (host:port)
 
     # -- registrations ---------------------------------------------------------------------------
 
@@ -394,6 +405,10 @@ async def start_audiosocket_server(
     registry = AudioSocketRegistry(settings or AudioSocketSettings.from_env())
     _registries[calls] = registry
     server = await asyncio.start_server(partial(handle_leg, calls, registry), host, port)
+    if registry.settings.advertise:
+        registry.connect = registry.settings.advertise
+    elif host not in ("0.0.0.0", "::", ""):  # listening on every interface: no one address to give
+        registry.connect = f"{host}:{server.sockets[0].getsockname()[1]}"
     log.info("audiosocket tap listening on %s:%d", host, port)
     return server
 
@@ -411,7 +426,11 @@ class LegIn(BaseModel):
 
 
 class LegOut(LegIn):
-    pass
+    connect: str | None = Field(
+        None,
+        description="host:port to give Asterisk's AudioSocket() for this leg: the node that registered it"
+        " (ASSIST_AUDIOSOCKET_ADVERTISE; null when it listens on every interface and none is set)",
+    )
 
 
 @router.post("/audiosocket/legs", status_code=201, responses={404: {}, 409: {}})
@@ -431,7 +450,7 @@ async def register_leg(
         registry.register(calls, reg)
     except RegistrationError as exc:
         raise HTTPException(409, str(exc)) from None
-    return LegOut(**leg.model_dump())
+    return LegOut(**leg.model_dump(), connect=registry.connect)
 
 
 @router.delete("/audiosocket/legs/{leg}", status_code=204, responses={404: {}})

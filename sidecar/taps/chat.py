@@ -45,6 +45,7 @@ from coach.sink import CoachSink
 from sidecar.calls.errors import CallNotLiveError
 from sidecar.calls.live_call import CallMeta, LiveCall
 from sidecar.calls.registry import LiveCalls
+from sidecar.kernel.bus import BusUnavailableError
 from sidecar.kernel.clock import RealtimeClock
 from sidecar.kernel.events import CallEnded, CallStarted, Channel, Event, TranscriptFinal
 from sidecar.replay import estimated_words, transcript_lang
@@ -316,7 +317,10 @@ class ChatCall(LiveCall):
             t = max(self.timeline.last_t, 0.0)
             stats = {f"{ch}_messages": float(n) for ch, n in self.segments.items()}
             stats["refused_messages"] = float(self.refused)
-            await self.sink(Event("call.ended", self.call_id, None, 0.0, t, CallEnded(reason, t, stats)))
+            try:
+                await self.sink(Event("call.ended", self.call_id, None, 0.0, t, CallEnded(reason, t, stats)))
+            except BusUnavailableError:
+                await self.end_without_bus(t, reason, stats)
         finally:
             await self.sink.stop_ticking()
             self.live.forget(self.call_id)
