@@ -77,4 +77,3 @@ def test_a_drain_ends_what_is_still_live_when_its_time_is_up(tmp_path: Path) -> 
     events, went_on, _ = _stop_after_first_final(node)
     assert events[-1]["data"]["payload"]["reason"] == "aborted"
     assert 0.9 < went_on < 4.0, f"the call went on {went_on:.1f} s after a 1 s drain"
-
