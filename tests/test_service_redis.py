@@ -181,6 +181,15 @@ class SseFollower(threading.Thread):
                 time.sleep(0.5)
 
 
+def followed_to_its_end(node: LightServer, follower: SseFollower, timeout_s: float) -> dict[str, Any]:
+    """Once ``follower`` has read its call's end (within ``timeout_s``): the call's detail on ``node``."""
+    follower.join(timeout=timeout_s)
+    assert not follower.is_alive(), f"the call's stream never ended: {follower.seen[-3:]}"
+    with node.client() as client:
+        detail: dict[str, Any] = client.get(f"/v1/calls/{follower.call_id}").json()
+    return detail
+
+
 def play_and_follow_to_5_5_s(node: LightServer) -> tuple[str, SseFollower]:
     """Play the abusive-refund call (17 s) live on ``node``, follow its stream, return once the
     stream has the customer's first turn (it ends 5.5 s into the call)."""
@@ -268,10 +277,7 @@ def test_redis_away_longer_than_the_bus_waits_fails_the_call_and_says_so(
             server.stop("kill")
             time.sleep(4.0)  # a turn is due in the first 2 s of it (every 2 s to 11.5 s): it gives up
             server.start()
-            follower.join(timeout=20)
-            assert not follower.is_alive(), f"the call's stream never ended: {follower.seen[-3:]}"
-            with a.client() as on_a:
-                detail = on_a.get(f"/v1/calls/{call_id}").json()
+            detail = followed_to_its_end(a, follower, 20)
         finally:
             a.stop()
     seen = follower.seen
@@ -332,10 +338,7 @@ def test_a_tap_call_ending_while_redis_is_away_ends_on_the_bus_once_it_is_back(t
             server.start()
             follower = SseFollower(a, call_id, deadline_s=30)
             follower.start()
-            follower.join(timeout=35)
-            assert not follower.is_alive(), f"the call's stream never ended: {follower.seen[-3:]}"
-            with a.client() as on_a:
-                detail = on_a.get(f"/v1/calls/{call_id}").json()
+            detail = followed_to_its_end(a, follower, 35)
         finally:
             a.stop()
     seen = follower.seen

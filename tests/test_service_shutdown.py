@@ -18,26 +18,17 @@ pytestmark = pytest.mark.unit
 
 def test_shutdown_ends_live_calls_and_their_streams(tmp_path: Path) -> None:
     node = light_server(tmp_path, InMemoryBus())
-    with node.client() as c:
-        call_id = c.post("/v1/calls", json={"recording": "refund-abuse.jsonl"}).json()["call_id"]
-        events = []
-        with c.stream("GET", f"/v1/calls/{call_id}/events") as r:
-            for message in read_sse(r):
-                events.append(message)
-                if message["event"] == "transcript.final":
-                    stopped_at = time.monotonic()
-                    node.server.should_exit = True  # as SIGTERM does
-        ended_after = time.monotonic() - stopped_at
-    node.thread.join(timeout=10)
+    events, ended_after, _ = _stop_after_first_final(node, probe=False)
     assert events[-1]["event"] == "call.ended"
     assert events[-1]["data"]["payload"]["reason"] == "aborted"
     assert ended_after < 2.0, f"the stream took {ended_after:.1f} s to end"
-    assert not node.thread.is_alive()
 
 
-def _stop_after_first_final(node: LightServer) -> tuple[list[dict[str, Any]], float, dict[str, Any]]:
+def _stop_after_first_final(
+    node: LightServer, probe: bool = True
+) -> tuple[list[dict[str, Any]], float, dict[str, Any]]:
     """Stop ``node`` (as SIGTERM does) at its call's first final; what its followers saw, how long
-    the call went on after, and what a new request met while the node was stopping."""
+    the call went on after, and (``probe``) what a new request met while the node was stopping."""
     seen: dict[str, Any] = {}
     with node.client() as c:
         call_id = c.post("/v1/calls", json={"recording": "refund-abuse.jsonl"}).json()["call_id"]
@@ -45,9 +36,12 @@ def _stop_after_first_final(node: LightServer) -> tuple[list[dict[str, Any]], fl
         with c.stream("GET", f"/v1/calls/{call_id}/events") as r:
             for message in read_sse(r):
                 events.append(message)
-                if message["event"] == "transcript.final" and not seen:
+                if message["event"] == "transcript.final" and "stopped" not in seen:
                     stopped_at = time.monotonic()
-                    node.server.should_exit = True
+                    node.server.should_exit = True  # as SIGTERM does
+                    seen["stopped"] = True
+                    if not probe:
+                        continue
                     time.sleep(0.3)  # the server's loop sees it within 0.1 s
                     with node.client() as other:
                         seen["ready"] = other.get("/readyz")
