@@ -223,7 +223,8 @@ class ChannelTranscriber:
 
     def _partial_due(self) -> bool:
         s = self._settings
-        wait = s.partial_interval_s if self._decoded_in_segment else s.first_partial_s
+        interval = s.partial_interval_zh_s if self._language.label == "zh" else s.partial_interval_s
+        wait = interval if self._decoded_in_segment else s.first_partial_s
         return self._since_decode >= wait
 
     # ---- segments ----------------------------------------------------------------------

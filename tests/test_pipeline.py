@@ -191,3 +191,53 @@ async def test_a_live_call_skips_partials_while_the_recogniser_is_saturated_but_
     assert finals == ["I have been waiting for a very long time to talk to someone."]
     _, quiet = await run(SpeechEngine())
     assert quiet["customer_partials"] > 0  # the same call, nothing waiting: partials as usual
+
+
+class CountingRecognizer:
+    """A fake recogniser that hears nothing at once and counts its passes (the cadence, not the words)."""
+
+    multilingual = True
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def recognize(
+        self, audio: Float32, *, lang: str | None, prompt: str | None = None, prefix: str | None = None
+    ) -> Hypothesis:
+        self.passes += 1
+        return Hypothesis((), "", lang or "en", 0.0, 0.0, 1000, 0.0)
+
+
+@pytest.mark.model
+@pytest.mark.espeak
+async def test_mandarin_partials_come_half_as_often_as_english_ones() -> None:
+    """The multilingual model's passes cost about three of tiny.en's: a Mandarin call decodes its
+    open segment every 2 s of speech (``ASSIST_PARTIAL_INTERVAL_ZH_S``), an English one every 1 s."""
+    speech = np.concatenate(
+        [
+            espeak(
+                "I have been waiting for a very long time to talk to someone about my bill and nobody calls me back"
+            ),
+            silence(1.0),
+        ]
+    )
+
+    async def passes(lang: str) -> int:
+        recognizer = CountingRecognizer()
+        engine = EngineWith(recognizer)
+        bus = InMemoryBus(FastClock())
+        pipeline = CallPipeline(
+            "c", bus=bus, engine=engine, lang=lang, channels=("customer",), overflow="block"
+        )
+        await pipeline.start("test", realtime=True)
+        for i in range(0, speech.size - 320, 320):
+            await pipeline.push(AudioFrame("c", "customer", speech[i : i + 320], i / 16000))
+            await asyncio.sleep(0.01)  # twice real time: nothing waits (no partial is skipped)
+        await pipeline.end()
+        engine.close()
+        assert pipeline.stats()["customer_skipped_partials"] == 0
+        return recognizer.passes
+
+    english, mandarin = await passes("en"), await passes("zh")
+    assert english >= 6  # about 6 s of speech: a partial at 0.6 s, then every second, and the final
+    assert 2 <= mandarin <= english - 2
