@@ -151,7 +151,7 @@ class ChannelTranscriber:
         self._since_decode = 0.0
         self._decoded_in_segment = False
         self._last_partial = ""
-        self._context = _Context(settings.context_s)
+        self._context = _Context(settings.context_s)  # its length set by language as finals come
         self._draft: _Draft | None = None
 
     # ---- input -------------------------------------------------------------------------
@@ -220,6 +220,10 @@ class ChannelTranscriber:
                     await self._partial()
         else:
             self._drop_before(self.now - 0.5)  # keep a little pre-roll
+
+    def _context_s(self) -> float:
+        s = self._settings
+        return s.context_zh_s if self._language.label == "zh" else s.context_s
 
     def _partial_due(self) -> bool:
         s = self._settings
@@ -320,6 +324,7 @@ class ChannelTranscriber:
         local = tuple(w for w in hyp.words if (w.t_start + w.t_end) / 2 >= offset)
         local = self._shift(local, -offset)
         if local:
+            self._context.max_s = self._context_s()  # the call's language may have been detected since
             self._context.add(decoded.segment, local)
         words = self._shift(local, start)
         if not words and not self._last_partial:

@@ -16,7 +16,7 @@ from sidecar.engine import SpeechEngine
 from sidecar.frames import AudioFrame
 from sidecar.kernel.bus import InMemoryBus
 from sidecar.kernel.clock import FastClock, RealtimeClock
-from sidecar.kernel.events import CallEnded, Event, TranscriptFinal
+from sidecar.kernel.events import CallEnded, Event, TranscriptFinal, Word
 from sidecar.kernel.settings import AsrSettings, Settings, StreamSettings
 from sidecar.replay import replay_audio
 from tests.conftest import dialogue, espeak, silence
@@ -241,3 +241,51 @@ async def test_mandarin_partials_come_half_as_often_as_english_ones() -> None:
     english, mandarin = await passes("en"), await passes("zh")
     assert english >= 6  # about 6 s of speech: a partial at 0.6 s, then every second, and the final
     assert 2 <= mandarin <= english - 2
+
+
+class PrefixRecorder:
+    """A fake recogniser that hears one word spanning whatever it is given, and records the
+    prefix (the context's words) each pass was asked to continue."""
+
+    multilingual = True
+
+    def __init__(self) -> None:
+        self.prefixes: list[str | None] = []
+
+    def recognize(
+        self, audio: Float32, *, lang: str | None, prompt: str | None = None, prefix: str | None = None
+    ) -> Hypothesis:
+        self.prefixes.append(prefix)
+        end = audio.size / 16000
+        return Hypothesis(
+            (Word("word", max(0.0, end - 0.5), end),), "word", lang or "en", 0.0, 0.0, 1000, 0.0
+        )
+
+
+@pytest.mark.model
+@pytest.mark.espeak
+async def test_english_finals_are_decoded_after_their_context_and_mandarin_ones_alone() -> None:
+    """``ASSIST_CONTEXT_S`` (8 s) in English; ``ASSIST_CONTEXT_ZH_S`` (0) in Mandarin, where the
+    context cost more delay than the characters it saved."""
+    turn = np.concatenate([espeak("I would like to ask about my bill please"), silence(1.0)])
+    speech = np.concatenate([turn, turn])
+
+    async def prefixes(lang: str) -> list[str | None]:
+        recognizer = PrefixRecorder()
+        engine = EngineWith(recognizer)
+        bus = InMemoryBus(FastClock())
+        pipeline = CallPipeline(
+            "c", bus=bus, engine=engine, lang=lang, channels=("customer",), overflow="block"
+        )
+        await pipeline.start("test", realtime=False)
+        for i in range(0, speech.size - 320, 320):
+            await pipeline.push(AudioFrame("c", "customer", speech[i : i + 320], i / 16000))
+        await pipeline.end()
+        engine.close()
+        return recognizer.prefixes
+
+    english, mandarin = await prefixes("en"), await prefixes("zh")
+    assert "word" in english  # the second turn's final continues the first's words
+    assert "word" not in mandarin
+    assert None in english  # the first turn: nothing before it
+    assert mandarin.count(None) == len(mandarin)

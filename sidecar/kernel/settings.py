@@ -105,6 +105,9 @@ class StreamSettings:
     vad_min_silence_s: float = 0.3  # end-of-segment hangover
     queue_s: float = 10.0  # audio a channel may buffer before the drop policy applies
     context_s: float = 8.0  # the channel's last finalised speech decoded again as each final's context
+    # ... in Mandarin none: on dev's Kokoro renders 8 s of context bought CER 0.096 against 0.105
+    # and cost finalisation delay p95 1.84 s against 0.97 s and compute 0.36 against 0.30
+    context_zh_s: float = 0.0
 
     @classmethod
     def from_env(cls) -> StreamSettings:
@@ -116,6 +119,7 @@ class StreamSettings:
             vad_min_silence_s=_float("ASSIST_VAD_MIN_SILENCE_S", 0.3, 0.05, 3.0),
             queue_s=_float("ASSIST_QUEUE_S", 10.0, 1.0, 600.0),
             context_s=_float("ASSIST_CONTEXT_S", 8.0, 0.0, 20.0),
+            context_zh_s=_float("ASSIST_CONTEXT_ZH_S", 0.0, 0.0, 20.0),
         )
 
 
