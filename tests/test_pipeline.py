@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sidecar.asr import DecodeRequest, Hypothesis, Recognizer
-from sidecar.audio import Float32
+from sidecar.audio import Float32, Pcm16
 from sidecar.call import CallPipeline
 from sidecar.callfile import AudioCall
 from sidecar.engine import SpeechEngine
@@ -166,6 +166,23 @@ class SaturatedEngine(SpeechEngine):
         return True
 
 
+async def play_customer(
+    engine: SpeechEngine, speech: Pcm16, *, lang: str = "en", realtime: bool = True, pace_s: float = 0.0
+) -> tuple[list[Event], dict[str, float]]:
+    """``speech`` on the customer channel of a one-channel call, 20 ms frames ``pace_s`` apart
+    (0: as fast as they are taken); the call's events and its stats. The engine is closed after."""
+    bus = InMemoryBus(FastClock())
+    pipeline = CallPipeline("c", bus=bus, engine=engine, lang=lang, channels=("customer",), overflow="block")
+    await pipeline.start("test", realtime=realtime)
+    for i in range(0, speech.size - 320, 320):
+        await pipeline.push(AudioFrame("c", "customer", speech[i : i + 320], i / 16000))
+        if pace_s:
+            await asyncio.sleep(pace_s)
+    await pipeline.end()
+    engine.close()
+    return [e async for e in bus.subscribe("c", after_seq=0)], pipeline.stats()
+
+
 @pytest.mark.model
 @pytest.mark.espeak
 async def test_a_live_call_skips_partials_while_the_recogniser_is_saturated_but_never_finals():
@@ -173,23 +190,12 @@ async def test_a_live_call_skips_partials_while_the_recogniser_is_saturated_but_
         [espeak("I have been waiting for a very long time to talk to someone."), silence(1.0)]
     )
 
-    async def run(engine: SpeechEngine) -> tuple[list[Event], dict[str, float]]:
-        bus = InMemoryBus(FastClock())
-        pipeline = CallPipeline("c", bus=bus, engine=engine, channels=("customer",), overflow="block")
-        await pipeline.start("test", realtime=True)
-        for i in range(0, speech.size - 320, 320):
-            await pipeline.push(AudioFrame("c", "customer", speech[i : i + 320], i / 16000))
-            await asyncio.sleep(0.002)
-        await pipeline.end()
-        engine.close()
-        return [e async for e in bus.subscribe("c", after_seq=0)], pipeline.stats()
-
-    events, stats = await run(SaturatedEngine())
+    events, stats = await play_customer(SaturatedEngine(), speech, pace_s=0.002)
     assert stats["customer_partials"] == 0
     assert stats["customer_skipped_partials"] > 0
     finals = [e.payload.text for e in events if isinstance(e.payload, TranscriptFinal)]
     assert finals == ["I have been waiting for a very long time to talk to someone."]
-    _, quiet = await run(SpeechEngine())
+    _, quiet = await play_customer(SpeechEngine(), speech, pace_s=0.002)
     assert quiet["customer_partials"] > 0  # the same call, nothing waiting: partials as usual
 
 
@@ -224,18 +230,9 @@ async def test_mandarin_partials_come_half_as_often_as_english_ones() -> None:
 
     async def passes(lang: str) -> int:
         recognizer = CountingRecognizer()
-        engine = EngineWith(recognizer)
-        bus = InMemoryBus(FastClock())
-        pipeline = CallPipeline(
-            "c", bus=bus, engine=engine, lang=lang, channels=("customer",), overflow="block"
-        )
-        await pipeline.start("test", realtime=True)
-        for i in range(0, speech.size - 320, 320):
-            await pipeline.push(AudioFrame("c", "customer", speech[i : i + 320], i / 16000))
-            await asyncio.sleep(0.01)  # twice real time: nothing waits (no partial is skipped)
-        await pipeline.end()
-        engine.close()
-        assert pipeline.stats()["customer_skipped_partials"] == 0
+        # twice real time: nothing waits (no partial is skipped)
+        _, stats = await play_customer(EngineWith(recognizer), speech, lang=lang, pace_s=0.01)
+        assert stats["customer_skipped_partials"] == 0
         return recognizer.passes
 
     english, mandarin = await passes("en"), await passes("zh")
@@ -272,16 +269,7 @@ async def test_english_finals_are_decoded_after_their_context_and_mandarin_ones_
 
     async def prefixes(lang: str) -> list[str | None]:
         recognizer = PrefixRecorder()
-        engine = EngineWith(recognizer)
-        bus = InMemoryBus(FastClock())
-        pipeline = CallPipeline(
-            "c", bus=bus, engine=engine, lang=lang, channels=("customer",), overflow="block"
-        )
-        await pipeline.start("test", realtime=False)
-        for i in range(0, speech.size - 320, 320):
-            await pipeline.push(AudioFrame("c", "customer", speech[i : i + 320], i / 16000))
-        await pipeline.end()
-        engine.close()
+        await play_customer(EngineWith(recognizer), speech, lang=lang, realtime=False)
         return recognizer.prefixes
 
     english, mandarin = await prefixes("en"), await prefixes("zh")
