@@ -296,14 +296,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
 
 
-def cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds of processes (all their threads); a process gone counts 0."""
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stream_l16(base: str, wav: Path, meta: dict[str, Any], f: Follow) -> None:
@@ -398,7 +397,7 @@ def run_round(
     """``taps``: the media workers' bases (calls stream through the L16 tap, round robin);
     None: the server at ``base`` plays the recordings itself."""
     load_started = time.monotonic()
-    cpu0, wall0 = {pid: cpu_s([pid]) for pid in pids}, time.monotonic()
+    cpu0, wall0 = {pid: cpu_s(pid) for pid in pids}, time.monotonic()
     deadline = time.monotonic() + length_s + stagger_s * n + 180.0
     follows, threads = [], []
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as c:
@@ -426,8 +425,8 @@ def run_round(
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()) + 5)
     wall = time.monotonic() - wall0
-    by_pid = {pid: round((cpu_s([pid]) - before) / wall, 2) for pid, before in cpu0.items()}
-    cpu = sum(by_pid.values()) * wall
+    by_pid = {pid: cpu_s(pid) - before for pid, before in cpu0.items()}  # CPU seconds each
+    cpu = sum(by_pid.values())
     finals = [x for f in follows for x in f.final_lags]
     alerts = [x for f in follows for x in f.alert_lags]
     for f in follows:
@@ -452,7 +451,7 @@ def run_round(
         unfinished=sum(not f.ended for f in follows),
         partials=round(_per_call(follows, "_partials"), 1),
         skipped=round(_per_call(follows, "_skipped_partials"), 1),
-        cores_by_process=list(by_pid.values()),
+        cores_by_process=[round(seconds / wall, 2) for seconds in by_pid.values()],
     )
 
 

@@ -11,14 +11,14 @@ own JSON (``Event.to_json``), not through them.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Generic, Literal, TypeVar, Union
+from typing import Any, Generic, Literal, TypeVar, Union
 
 from pydantic import BaseModel, Field, create_model
 
 from sidecar.kernel.events import PAYLOAD_TYPES, Channel
+from sidecar.service.callview import Seconds
 
 P = TypeVar("P")
-Seconds = Annotated[float, Field(description="seconds of call audio")]
 
 
 class WireEvent(BaseModel, Generic[P]):
